@@ -1,0 +1,119 @@
+//! Accounting: acknowledged means durable, even across `kill -9`.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use portcullis_tests::*;
+
+#[test]
+fn radclient_accounting_request_is_acknowledged_and_logged() {
+    let s = Server::start(ServerOpts::default());
+    let r = radclient(None, s.acct, "acct", SECRET,
+        "User-Name = \"alice\", Acct-Status-Type = Start, Acct-Session-Id = \"sess-0001\", \
+         NAS-IP-Address = 127.0.0.1, Framed-IP-Address = 10.1.2.3, Acct-Input-Octets = 1234\n");
+    assert_eq!(r.code.as_deref(), Some("Accounting-Response"), "{}\n{}", r.output, s.log());
+    let lines = s.accounting_lines();
+    let rec = lines.iter().find(|l| l.contains("sess-0001")).unwrap_or_else(|| panic!("record missing: {lines:?}"));
+    for want in [
+        "\"User-Name\":\"alice\"",
+        "\"Acct-Status-Type\":\"Start\"",
+        "\"Framed-IP-Address\":\"10.1.2.3\"",
+        "\"Acct-Input-Octets\":1234",
+        "\"client\":\"loopback\"",
+    ] {
+        assert!(rec.contains(want), "{want} not in {rec}");
+    }
+    assert_eq!(s.stat("accounting_response"), 1);
+}
+
+#[test]
+fn accounting_with_a_bad_request_authenticator_is_dropped() {
+    let s = Server::start(ServerOpts::default());
+    let c = RawClient::new(s.acct);
+    let attrs = vec![(attr::ACCT_STATUS_TYPE, 1u32.to_be_bytes().to_vec()), (attr::ACCT_SESSION_ID, b"forged".to_vec())];
+    let mut pkt = encode(ACCOUNTING_REQUEST, 1, [0; 16], &attrs, false, SECRET);
+    pkt[4] ^= 1;
+    assert_eq!(c.exchange(&pkt), None);
+    assert_eq!(s.stat("drop.bad_request_authenticator"), 1, "{:?}", s.stats());
+    assert!(s.accounting_lines().iter().all(|l| !l.contains("forged")));
+    // Access-Requests are not served on the accounting port.
+    let pkt = pap_request(2, "alice", "Alice#Pass1", true, vec![]);
+    assert_eq!(c.exchange(&pkt), None);
+}
+
+#[test]
+fn every_acknowledged_record_survives_kill_9() {
+    let mut s = Server::start(ServerOpts::default());
+    let acked: Arc<Mutex<BTreeSet<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let total = Arc::new(AtomicUsize::new(0));
+    let acct = s.acct;
+    let senders: Vec<_> = (0..4)
+        .map(|t| {
+            let acked = acked.clone();
+            let stop = stop.clone();
+            let total = total.clone();
+            std::thread::spawn(move || {
+                let c = RawClient::new(acct);
+                // Bounded: at most 5000 requests per sender.
+                for i in 0..5000u32 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let sid = format!("k9-{t}-{i}");
+                    let attrs = vec![
+                        (attr::ACCT_STATUS_TYPE, 3u32.to_be_bytes().to_vec()),
+                        (attr::ACCT_SESSION_ID, sid.as_bytes().to_vec()),
+                        (attr::USER_NAME, b"alice".to_vec()),
+                    ];
+                    let pkt = encode(ACCOUNTING_REQUEST, (i % 256) as u8, [0; 16], &attrs, false, SECRET);
+                    match c.exchange(&pkt) {
+                        Some(r) => {
+                            let r = check_reply(&r, &pkt, SECRET);
+                            assert_eq!(r.code, ACCOUNTING_RESPONSE);
+                            acked.lock().unwrap().insert(sid);
+                            total.fetch_add(1, Ordering::Relaxed);
+                        }
+                        None => break, // the server is gone
+                    }
+                }
+            })
+        })
+        .collect();
+    // Kill while traffic is in flight (after a few hundred acknowledgements).
+    while total.load(Ordering::Relaxed) < 300 && senders.iter().any(|h| !h.is_finished()) {
+        std::thread::yield_now();
+    }
+    s.kill9();
+    stop.store(true, Ordering::Relaxed);
+    for h in senders {
+        h.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 300, "only {} acknowledged", acked.len());
+    let written: BTreeSet<String> = s
+        .accounting_lines()
+        .iter()
+        .filter_map(|l| {
+            let i = l.find("\"Acct-Session-Id\":\"")? + 19;
+            Some(l[i..].split('"').next()?.to_owned())
+        })
+        .collect();
+    let missing: Vec<_> = acked.difference(&written).collect();
+    assert!(missing.is_empty(), "{} acknowledged records lost after kill -9: {:?}", missing.len(), &missing[..missing.len().min(10)]);
+}
+
+#[test]
+fn sigterm_answers_in_flight_work_and_exits_cleanly() {
+    let mut s = Server::start(ServerOpts::default());
+    let r = radclient(None, s.acct, "acct", SECRET,
+        "User-Name = \"alice\", Acct-Status-Type = Stop, Acct-Session-Id = \"term-1\"\n");
+    assert_eq!(r.code.as_deref(), Some("Accounting-Response"), "{}", r.output);
+    let st = s.terminate();
+    assert!(st.success(), "exit status {st}\n{}", s.log());
+    assert!(s.log().contains("accounting flushed"), "{}", s.log());
+    assert!(s.accounting_lines().iter().any(|l| l.contains("term-1")));
+    // The control socket is removed on a clean exit.
+    assert!(!s.control.exists());
+}

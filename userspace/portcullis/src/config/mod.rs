@@ -1,0 +1,768 @@
+//! Configuration: the TOML schema, its validation, and the embedded default.
+//!
+//! Every error names the file, the line and the reason (`portcullis check-config` prints exactly
+//! that). Values that need checking beyond their TOML type are read as [`toml::Spanned`] so the
+//! error can point at the offending line. Secrets are kept in [`Secret`], whose `Debug` is redacted.
+//!
+//! The key reference lives in `docs/configuration.md`; every example there and the embedded
+//! default are parsed by tests.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use toml::Spanned;
+use zeroize::Zeroizing;
+
+/// The configuration `portcullis serve` uses when no `--config` is given.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../defaults/portcullis.toml");
+/// The demo users of the embedded default (`alice`, `bob`); see README.
+pub const EMBEDDED_USERS: &str = include_str!("../../defaults/users.toml");
+/// The reversible-encryption key for the demo users' CHAP entries. Demo only: a real deployment
+/// generates its own with `portcullis users gen-key`.
+pub const EMBEDDED_CHAP_KEY: &str = include_str!("../../defaults/users.key");
+/// Name used in error messages for the embedded default.
+pub const EMBEDDED_NAME: &str = "<embedded default>";
+
+/// A configuration that could not be used: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// 1-based; 0 when the problem is not tied to a line (e.g. the file cannot be read).
+    pub line: usize,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.reason)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A shared secret or other secret string from the config. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Zeroizing<String>);
+
+impl Secret {
+    pub fn new(s: String) -> Self {
+        Secret(Zeroizing::new(s))
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// Where the configuration came from; relative paths resolve against `base_dir`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    Embedded,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub origin: Origin,
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub xdp: XdpConfig,
+    pub clients: Vec<ClientConfig>,
+    pub users: UsersConfig,
+    pub accounting: AccountingConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub auth_listen: Vec<SocketAddr>,
+    pub acct_listen: Vec<SocketAddr>,
+    /// Number of shards (threads, each with its own SO_REUSEPORT sockets); 0 = one per core.
+    pub shards: usize,
+    pub recv_buffer_bytes: usize,
+    pub send_buffer_bytes: usize,
+    /// How long answered requests stay in the RFC 5080 duplicate cache.
+    pub duplicate_window: Duration,
+    /// Upper bound on duplicate-cache entries per shard (oldest are evicted first).
+    pub duplicate_cache_entries: usize,
+    /// Datagrams read per recvmmsg call.
+    pub batch: usize,
+    pub control_socket: PathBuf,
+    /// How long shutdown waits for in-flight work before giving up.
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum XdpModeSetting {
+    Off,
+    Auto,
+    Generic,
+    Native,
+}
+
+#[derive(Debug, Clone)]
+pub struct XdpConfig {
+    pub mode: XdpModeSetting,
+    pub interfaces: Vec<String>,
+    /// Refuse to start when the program cannot be attached.
+    pub required: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub name: String,
+    pub network: IpNet,
+    pub secret: Secret,
+    pub require_message_authenticator: bool,
+    /// Line of the `[[client]]` entry, for later diagnostics.
+    pub line: usize,
+}
+
+#[derive(Debug, Clone)]
+pub enum UsersSource {
+    /// No local users at all.
+    None,
+    /// The demo users compiled into the binary (embedded default only).
+    Embedded,
+    File {
+        path: PathBuf,
+        chap_key_file: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct UsersConfig {
+    pub source: UsersSource,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccountingConfig {
+    /// Directory of the daily accounting files (`accounting-YYYY-MM-DD.jsonl`).
+    pub directory: PathBuf,
+    /// Most records written per fsync (group commit).
+    pub max_batch: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+// ---- raw TOML schema ------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    server: RawServer,
+    #[serde(default)]
+    xdp: RawXdp,
+    #[serde(default, rename = "client")]
+    clients: Vec<Spanned<RawClient>>,
+    users: Option<RawUsers>,
+    #[serde(default)]
+    accounting: RawAccounting,
+    #[serde(default)]
+    log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    auth_listen: Option<Vec<Spanned<String>>>,
+    acct_listen: Option<Vec<Spanned<String>>>,
+    shards: Option<Spanned<i64>>,
+    recv_buffer_bytes: Option<Spanned<i64>>,
+    send_buffer_bytes: Option<Spanned<i64>>,
+    duplicate_window_seconds: Option<Spanned<i64>>,
+    duplicate_cache_entries: Option<Spanned<i64>>,
+    batch: Option<Spanned<i64>>,
+    control_socket: Option<String>,
+    shutdown_grace_seconds: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawXdp {
+    mode: Option<XdpModeSetting>,
+    interfaces: Option<Vec<Spanned<String>>>,
+    required: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    name: Option<String>,
+    address: Spanned<String>,
+    secret: Option<Spanned<String>>,
+    secret_file: Option<Spanned<String>>,
+    require_message_authenticator: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUsers {
+    file: Spanned<String>,
+    chap_key_file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAccounting {
+    directory: Option<String>,
+    max_batch: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLog {
+    level: Option<Spanned<String>>,
+    format: Option<LogFormat>,
+}
+
+// ---- loading ----------------------------------------------------------------------------------
+
+impl Config {
+    /// The embedded default configuration (what `cargo xtask run` serves).
+    pub fn embedded() -> Result<Config, ConfigError> {
+        Config::parse(EMBEDDED_DEFAULT, Origin::Embedded)
+    }
+
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            reason: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, Origin::File(path.to_path_buf()))
+    }
+
+    /// Parses and validates configuration text. Relative paths resolve against the file's
+    /// directory (the working directory for the embedded default).
+    pub fn parse(text: &str, origin: Origin) -> Result<Config, ConfigError> {
+        let file = match &origin {
+            Origin::Embedded => EMBEDDED_NAME.to_owned(),
+            Origin::File(p) => p.display().to_string(),
+        };
+        let base_dir = match &origin {
+            Origin::Embedded => PathBuf::from("."),
+            Origin::File(p) => p
+                .parent()
+                .map(Path::to_path_buf)
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or_else(|| PathBuf::from(".")),
+        };
+        let cx = Cx {
+            text,
+            file: &file,
+            base_dir: &base_dir,
+        };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| cx.line_of(s.start)).unwrap_or(0);
+            cx.err_line(line, e.message().trim().to_owned())
+        })?;
+        cx.build(raw, origin.clone())
+    }
+
+    /// Every UDP port the server listens on (auth and accounting), deduplicated.
+    pub fn listen_ports(&self) -> Vec<u16> {
+        let mut ports: Vec<u16> = self
+            .server
+            .auth_listen
+            .iter()
+            .chain(&self.server.acct_listen)
+            .map(SocketAddr::port)
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        ports
+    }
+}
+
+struct Cx<'a> {
+    text: &'a str,
+    file: &'a str,
+    base_dir: &'a Path,
+}
+
+impl Cx<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        self.text.as_bytes()[..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1
+    }
+
+    fn err_line(&self, line: usize, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_owned(),
+            line,
+            reason: reason.into(),
+        }
+    }
+
+    fn err<T>(&self, at: &Spanned<T>, reason: impl Into<String>) -> ConfigError {
+        self.err_line(self.line_of(at.span().start), reason)
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        let p = Path::new(p);
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    fn positive(
+        &self,
+        v: &Option<Spanned<i64>>,
+        default: usize,
+        min: i64,
+        max: i64,
+        what: &str,
+    ) -> Result<usize, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(s) => {
+                let n = *s.get_ref();
+                if n < min || n > max {
+                    Err(self.err(s, format!("{what} must be between {min} and {max}, not {n}")))
+                } else {
+                    usize::try_from(n).map_err(|_| self.err(s, format!("{what} out of range")))
+                }
+            }
+        }
+    }
+
+    fn listen(
+        &self,
+        v: &Option<Vec<Spanned<String>>>,
+        default: &str,
+        what: &str,
+    ) -> Result<Vec<SocketAddr>, ConfigError> {
+        let Some(list) = v else {
+            return default
+                .parse()
+                .map(|a| vec![a])
+                .map_err(|_| self.err_line(0, format!("bad built-in default for {what}")));
+        };
+        let mut out = Vec::with_capacity(list.len());
+        for s in list {
+            let addr: SocketAddr = s.get_ref().parse().map_err(|_| {
+                self.err(
+                    s,
+                    format!(
+                        "{what}: `{}` is not an address:port (e.g. 127.0.0.1:1812 or [::1]:1812)",
+                        s.get_ref()
+                    ),
+                )
+            })?;
+            if addr.port() == 0 {
+                return Err(self.err(s, format!("{what}: port 0 is not allowed")));
+            }
+            if out.contains(&addr) {
+                return Err(self.err(s, format!("{what}: `{addr}` is listed twice")));
+            }
+            out.push(addr);
+        }
+        if out.is_empty() {
+            return Err(self.err_line(0, format!("{what} must list at least one address")));
+        }
+        Ok(out)
+    }
+
+    fn build(&self, raw: RawConfig, origin: Origin) -> Result<Config, ConfigError> {
+        let data_dir = match &raw.data_dir {
+            Some(d) if d.get_ref().is_empty() => {
+                return Err(self.err(d, "data_dir must not be empty"))
+            }
+            Some(d) => self.path(d.get_ref()),
+            None => PathBuf::from("/var/lib/portcullis"),
+        };
+
+        let s = &raw.server;
+        let auth_listen = self.listen(&s.auth_listen, "127.0.0.1:1812", "server.auth_listen")?;
+        let acct_listen = self.listen(&s.acct_listen, "127.0.0.1:1813", "server.acct_listen")?;
+        for a in &acct_listen {
+            if auth_listen.contains(a) {
+                let at = s
+                    .acct_listen
+                    .as_ref()
+                    .and_then(|l| l.iter().find(|x| x.get_ref().parse().ok() == Some(*a)));
+                let line = at.map(|x| self.line_of(x.span().start)).unwrap_or(0);
+                return Err(self.err_line(
+                    line,
+                    format!("`{a}` is both an auth and an accounting listener"),
+                ));
+            }
+        }
+        let server = ServerConfig {
+            auth_listen,
+            acct_listen,
+            shards: self.positive(&s.shards, 0, 0, 256, "server.shards")?,
+            recv_buffer_bytes: self.positive(
+                &s.recv_buffer_bytes,
+                8 << 20,
+                65536,
+                1 << 30,
+                "server.recv_buffer_bytes",
+            )?,
+            send_buffer_bytes: self.positive(
+                &s.send_buffer_bytes,
+                4 << 20,
+                65536,
+                1 << 30,
+                "server.send_buffer_bytes",
+            )?,
+            duplicate_window: Duration::from_secs(self.positive(
+                &s.duplicate_window_seconds,
+                10,
+                1,
+                3600,
+                "server.duplicate_window_seconds",
+            )? as u64),
+            duplicate_cache_entries: self.positive(
+                &s.duplicate_cache_entries,
+                1 << 20,
+                1024,
+                1 << 26,
+                "server.duplicate_cache_entries",
+            )?,
+            batch: self.positive(&s.batch, 32, 1, 1024, "server.batch")?,
+            control_socket: s
+                .control_socket
+                .as_deref()
+                .map(|p| self.path(p))
+                .unwrap_or_else(|| data_dir.join("portcullis.sock")),
+            shutdown_grace: Duration::from_secs(self.positive(
+                &s.shutdown_grace_seconds,
+                10,
+                0,
+                600,
+                "server.shutdown_grace_seconds",
+            )? as u64),
+        };
+
+        let xdp = XdpConfig {
+            mode: raw.xdp.mode.unwrap_or(XdpModeSetting::Auto),
+            interfaces: match &raw.xdp.interfaces {
+                None => vec!["lo".to_owned()],
+                Some(l) => {
+                    let mut v = Vec::new();
+                    for i in l {
+                        let name = i.get_ref();
+                        if name.is_empty() || name.len() > 15 || name.contains(['/', ' ']) {
+                            return Err(self.err(i, format!("`{name}` is not an interface name")));
+                        }
+                        v.push(name.clone());
+                    }
+                    v
+                }
+            },
+            required: raw.xdp.required.unwrap_or(false),
+        };
+        if xdp.required && xdp.mode == XdpModeSetting::Off {
+            return Err(self.err_line(0, "xdp.required = true contradicts xdp.mode = \"off\""));
+        }
+
+        let mut clients: Vec<ClientConfig> = Vec::with_capacity(raw.clients.len());
+        for c in &raw.clients {
+            let line = self.line_of(c.span().start);
+            let c = c.get_ref();
+            let addr = c.address.get_ref().trim();
+            let network: IpNet = match addr.parse::<IpNet>() {
+                Ok(n) => n,
+                Err(_) => match addr.parse::<std::net::IpAddr>() {
+                    Ok(ip) => IpNet::from(ip),
+                    Err(_) => {
+                        return Err(self.err(
+                            &c.address,
+                            format!("`{addr}` is not an IP address or CIDR network"),
+                        ))
+                    }
+                },
+            };
+            if network != network.trunc() {
+                return Err(self.err(
+                    &c.address,
+                    format!(
+                        "`{addr}` has host bits set; did you mean `{}`?",
+                        network.trunc()
+                    ),
+                ));
+            }
+            if let Some(prev) = clients.iter().find(|p| p.network == network) {
+                return Err(self.err(
+                    &c.address,
+                    format!(
+                        "client network {network} is already configured by client `{}` (line {})",
+                        prev.name, prev.line
+                    ),
+                ));
+            }
+            let secret = match (&c.secret, &c.secret_file) {
+                (Some(_), Some(f)) => {
+                    return Err(self.err(f, "give either secret or secret_file, not both"))
+                }
+                (None, None) => {
+                    return Err(self.err(&c.address, "client has no secret (secret or secret_file)"))
+                }
+                (Some(s), None) => s.get_ref().clone(),
+                (None, Some(f)) => {
+                    let p = self.path(f.get_ref());
+                    let text = std::fs::read_to_string(&p).map_err(|e| {
+                        self.err(f, format!("cannot read secret_file {}: {e}", p.display()))
+                    })?;
+                    text.trim_end_matches(['\n', '\r']).to_owned()
+                }
+            };
+            if secret.is_empty() {
+                let at = c.secret.as_ref().map(|s| s.span().start).unwrap_or(0);
+                return Err(self.err_line(self.line_of(at), "client secret must not be empty"));
+            }
+            if secret.len() > 128 {
+                return Err(self.err_line(line, "client secret longer than 128 octets"));
+            }
+            clients.push(ClientConfig {
+                name: c.name.clone().unwrap_or_else(|| network.to_string()),
+                network,
+                secret: Secret::new(secret),
+                require_message_authenticator: c.require_message_authenticator.unwrap_or(true),
+                line,
+            });
+        }
+
+        let users = match (&raw.users, &origin) {
+            (Some(u), _) => UsersConfig {
+                source: UsersSource::File {
+                    path: self.path(u.file.get_ref()),
+                    chap_key_file: u.chap_key_file.as_ref().map(|k| self.path(k.get_ref())),
+                },
+            },
+            (None, Origin::Embedded) => UsersConfig {
+                source: UsersSource::Embedded,
+            },
+            (None, Origin::File(_)) => UsersConfig {
+                source: UsersSource::None,
+            },
+        };
+
+        let accounting = AccountingConfig {
+            directory: raw
+                .accounting
+                .directory
+                .as_deref()
+                .map(|p| self.path(p))
+                .unwrap_or_else(|| data_dir.join("accounting")),
+            max_batch: self.positive(
+                &raw.accounting.max_batch,
+                256,
+                1,
+                65536,
+                "accounting.max_batch",
+            )?,
+        };
+
+        let level = match &raw.log.level {
+            None => "info".to_owned(),
+            Some(l) => {
+                let v = l.get_ref().to_ascii_lowercase();
+                if !["error", "warn", "info", "debug", "trace"].contains(&v.as_str()) {
+                    return Err(self.err(
+                        l,
+                        format!("log.level `{v}` is not one of error, warn, info, debug, trace"),
+                    ));
+                }
+                v
+            }
+        };
+
+        Ok(Config {
+            origin,
+            data_dir,
+            server,
+            xdp,
+            clients,
+            users,
+            accounting,
+            log: LogConfig {
+                level,
+                format: raw.log.format.unwrap_or(LogFormat::Text),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Origin::File(PathBuf::from("/etc/portcullis/test.toml")))
+    }
+
+    #[test]
+    fn embedded_default_is_the_documented_demo() {
+        let c = Config::embedded().unwrap();
+        assert_eq!(
+            c.server.auth_listen,
+            vec!["127.0.0.1:1812".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(
+            c.server.acct_listen,
+            vec!["127.0.0.1:1813".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(c.clients.len(), 1);
+        assert_eq!(c.clients[0].network, "127.0.0.0/8".parse::<IpNet>().unwrap());
+        assert_eq!(c.clients[0].secret.expose(), "testing123");
+        assert!(c.clients[0].require_message_authenticator);
+        assert_eq!(c.xdp.mode, XdpModeSetting::Generic);
+        assert_eq!(c.xdp.interfaces, vec!["lo".to_owned()]);
+        assert!(!c.xdp.required);
+        assert!(matches!(c.users.source, UsersSource::Embedded));
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.accounting.directory, PathBuf::from("./data/accounting"));
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_config_file() {
+        let c = parse(
+            "data_dir = \"var\"\n[users]\nfile = \"users.toml\"\nchap_key_file = \"/k\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/etc/portcullis/var"));
+        match c.users.source {
+            UsersSource::File {
+                path,
+                chap_key_file,
+            } => {
+                assert_eq!(path, PathBuf::from("/etc/portcullis/users.toml"));
+                assert_eq!(chap_key_file, Some(PathBuf::from("/k")));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_name_file_line_and_reason() {
+        let e = parse("data_dir = \"/d\"\n\n[[client]]\naddress = \"10.0.0.300\"\nsecret = \"s\"\n")
+            .unwrap_err();
+        assert_eq!(e.file, "/etc/portcullis/test.toml");
+        assert_eq!(e.line, 4);
+        assert!(e.reason.contains("10.0.0.300"), "{e}");
+        assert_eq!(e.to_string().split(':').nth(1), Some("4"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_line() {
+        let e = parse("[server]\nauth_listen = [\"127.0.0.1:1812\"]\nshardz = 2\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.reason.contains("shardz"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_have_lines() {
+        let e = parse("[server]\nshards = \n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+    }
+
+    #[test]
+    fn duplicate_client_networks_are_refused() {
+        let e = parse(
+            "[[client]]\nname = \"a\"\naddress = \"10.0.0.0/8\"\nsecret = \"x\"\n\
+             [[client]]\nname = \"b\"\naddress = \"10.0.0.0/8\"\nsecret = \"y\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 7, "{e}");
+        assert!(e.reason.contains("`a`"), "{e}");
+    }
+
+    #[test]
+    fn client_without_secret_and_host_bits_are_refused() {
+        let e = parse("[[client]]\naddress = \"10.0.0.0/8\"\n").unwrap_err();
+        assert!(e.reason.contains("no secret"), "{e}");
+        let e = parse("[[client]]\naddress = \"10.0.0.1/8\"\nsecret = \"x\"\n").unwrap_err();
+        assert!(e.reason.contains("10.0.0.0/8"), "{e}");
+        assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn numeric_ranges_are_checked() {
+        let e = parse("[server]\nbatch = 0\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.reason.contains("server.batch"), "{e}");
+    }
+
+    #[test]
+    fn listener_overlap_and_bad_addresses() {
+        let e = parse("[server]\nauth_listen = [\"127.0.0.1:1812\"]\nacct_listen = [\"127.0.0.1:1812\"]\n")
+            .unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        let e = parse("[server]\nauth_listen = [\"localhost\"]\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let c = Config::embedded().unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("testing123"), "{dbg}");
+    }
+
+    #[test]
+    fn ipv6_clients_and_listeners() {
+        let c = parse(
+            "[server]\nauth_listen = [\"[::1]:1812\", \"127.0.0.1:1812\"]\n\
+             [[client]]\naddress = \"::1\"\nsecret = \"x\"\nrequire_message_authenticator = false\n",
+        )
+        .unwrap();
+        assert_eq!(c.server.auth_listen.len(), 2);
+        assert_eq!(c.clients[0].network, "::1/128".parse::<IpNet>().unwrap());
+        assert!(!c.clients[0].require_message_authenticator);
+    }
+
+    #[test]
+    fn example_configs_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.extension().and_then(|e| e.to_str()) == Some("toml")
+                && !p.file_name().unwrap().to_string_lossy().starts_with("users")
+            {
+                // Example configs may reference secret files next to them; parse as if in place.
+                Config::load(&p).unwrap_or_else(|e| panic!("{e}"));
+                n += 1;
+            }
+        }
+        assert!(n > 0, "no example configs found in {}", dir.display());
+    }
+}

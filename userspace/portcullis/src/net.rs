@@ -1,0 +1,361 @@
+//! The socket tricks, all in one place: SO_REUSEPORT listeners with large buffers, and batched
+//! receive and send with `recvmmsg(2)` / `sendmmsg(2)`.
+//!
+//! Nothing here knows about RADIUS; it moves datagrams.
+
+use std::io;
+use std::mem::{size_of, zeroed, MaybeUninit};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Largest datagram a RADIUS peer may send (RFC 2865 §3, RFC 7930 keeps 4096 for UDP).
+pub const MAX_DATAGRAM: usize = 4096;
+/// Receive buffers are one byte larger so an oversize datagram is detected, not silently cut.
+const RECV_SLOT: usize = MAX_DATAGRAM + 1;
+
+/// Socket buffer sizes actually granted by the kernel (it doubles what is asked, and caps
+/// unprivileged requests at net.core.rmem_max unless SO_RCVBUFFORCE is allowed).
+#[derive(Debug, Clone, Copy)]
+pub struct BufferSizes {
+    pub recv: usize,
+    pub send: usize,
+}
+
+/// Binds a non-blocking UDP socket with SO_REUSEPORT so that every shard can own one for the
+/// same address; the kernel spreads datagrams by 4-tuple hash, so one NAS port always reaches
+/// the same shard (the duplicate cache relies on that).
+pub fn bind_reuseport(
+    addr: SocketAddr,
+    recv_buffer: usize,
+    send_buffer: usize,
+) -> io::Result<(UdpSocket, BufferSizes)> {
+    let domain = if addr.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let sock = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    sock.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.set_nonblocking(true)?;
+    set_buffer(&sock, libc::SO_RCVBUFFORCE, recv_buffer, |s, n| {
+        s.set_recv_buffer_size(n)
+    })?;
+    set_buffer(&sock, libc::SO_SNDBUFFORCE, send_buffer, |s, n| {
+        s.set_send_buffer_size(n)
+    })?;
+    sock.bind(&addr.into())?;
+    let sizes = BufferSizes {
+        recv: sock.recv_buffer_size()?,
+        send: sock.send_buffer_size()?,
+    };
+    Ok((sock.into(), sizes))
+}
+
+/// Tries the privileged FORCE option first (not capped by net.core.*mem_max), then the plain one.
+fn set_buffer(
+    sock: &Socket,
+    force_opt: libc::c_int,
+    size: usize,
+    plain: impl Fn(&Socket, usize) -> io::Result<()>,
+) -> io::Result<()> {
+    let v = libc::c_int::try_from(size).unwrap_or(libc::c_int::MAX);
+    // SAFETY: valid fd, option value points at a c_int of the stated length.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            force_opt,
+            (&v as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    plain(sock, size)
+}
+
+/// One received datagram inside a [`RecvBatch`].
+pub struct Datagram<'a> {
+    pub from: SocketAddr,
+    /// The bytes received, at most [`MAX_DATAGRAM`]; check `oversize` first.
+    pub data: &'a [u8],
+    /// The datagram was larger than [`MAX_DATAGRAM`] (and has been truncated).
+    pub oversize: bool,
+}
+
+/// Reusable buffers for `recvmmsg`: no allocation per datagram.
+pub struct RecvBatch {
+    bufs: Vec<[u8; RECV_SLOT]>,
+    addrs: Vec<libc::sockaddr_storage>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
+    filled: usize,
+}
+
+impl RecvBatch {
+    pub fn new(n: usize) -> Self {
+        let n = n.max(1);
+        RecvBatch {
+            bufs: vec![[0u8; RECV_SLOT]; n],
+            // SAFETY: all-zero sockaddr_storage / iovec / mmsghdr are valid (plain C structs).
+            addrs: vec![unsafe { zeroed() }; n],
+            iovs: vec![unsafe { zeroed() }; n],
+            hdrs: vec![unsafe { zeroed() }; n],
+            filled: 0,
+        }
+    }
+
+    /// Reads up to the batch size of datagrams without blocking. Returns how many were read;
+    /// `WouldBlock` when none was waiting.
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        let n = self.bufs.len();
+        for i in 0..n {
+            self.iovs[i] = libc::iovec {
+                iov_base: self.bufs[i].as_mut_ptr().cast(),
+                iov_len: RECV_SLOT,
+            };
+            let h = &mut self.hdrs[i].msg_hdr;
+            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_iov = &mut self.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
+            h.msg_flags = 0;
+            self.hdrs[i].msg_len = 0;
+        }
+        // SAFETY: every header points at buffers owned by self that outlive the call.
+        let rc = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                n as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if rc < 0 {
+            self.filled = 0;
+            return Err(io::Error::last_os_error());
+        }
+        self.filled = rc as usize;
+        Ok(self.filled)
+    }
+
+    /// The datagrams of the last successful [`recv`](Self::recv).
+    pub fn iter(&self) -> impl Iterator<Item = Datagram<'_>> + '_ {
+        (0..self.filled).filter_map(move |i| {
+            let from = sockaddr_to_std(&self.addrs[i])?;
+            let len = self.hdrs[i].msg_len as usize;
+            let oversize =
+                len > MAX_DATAGRAM || (self.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC) != 0;
+            Some(Datagram {
+                from,
+                data: &self.bufs[i][..len.min(MAX_DATAGRAM)],
+                oversize,
+            })
+        })
+    }
+}
+
+/// Replies gathered during one batch, sent with one `sendmmsg`.
+pub struct SendBatch {
+    data: Vec<u8>,
+    items: Vec<(SocketAddr, usize, usize)>,
+}
+
+impl SendBatch {
+    pub fn new() -> Self {
+        SendBatch {
+            data: Vec::with_capacity(64 * 1024),
+            items: Vec::with_capacity(64),
+        }
+    }
+
+    pub fn push(&mut self, to: SocketAddr, bytes: &[u8]) {
+        let start = self.data.len();
+        self.data.extend_from_slice(bytes);
+        self.items.push((to, start, bytes.len()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn clear(&mut self) {
+        self.data.clear();
+        self.items.clear();
+    }
+
+    /// Discards the first queued datagram (one the kernel refused outright).
+    pub fn drop_first(&mut self) {
+        if !self.items.is_empty() {
+            self.items.remove(0);
+        }
+        if self.items.is_empty() {
+            self.data.clear();
+        }
+    }
+
+    /// Sends as many queued datagrams as the socket takes now; the ones sent are removed.
+    /// Returns the number sent; `WouldBlock` if none could be.
+    pub fn send(&mut self, fd: RawFd) -> io::Result<usize> {
+        if self.items.is_empty() {
+            return Ok(0);
+        }
+        let n = self.items.len();
+        let mut addrs: Vec<MaybeUninit<libc::sockaddr_storage>> = Vec::with_capacity(n);
+        let mut lens = Vec::with_capacity(n);
+        let mut iovs: Vec<libc::iovec> = Vec::with_capacity(n);
+        for &(to, start, len) in &self.items {
+            let (ss, sl) = std_to_sockaddr(to);
+            addrs.push(MaybeUninit::new(ss));
+            lens.push(sl);
+            iovs.push(libc::iovec {
+                iov_base: self.data[start..].as_ptr() as *mut libc::c_void,
+                iov_len: len,
+            });
+        }
+        // SAFETY: zeroed mmsghdr is valid; the pointers set below refer to the vectors above,
+        // which live until the end of this function.
+        let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { zeroed() }; n];
+        for i in 0..n {
+            let h = &mut hdrs[i].msg_hdr;
+            h.msg_name = addrs[i].as_mut_ptr().cast();
+            h.msg_namelen = lens[i];
+            h.msg_iov = &mut iovs[i];
+            h.msg_iovlen = 1;
+        }
+        // SAFETY: see above.
+        let rc = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
+        if rc < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let sent = rc as usize;
+        if sent >= n {
+            self.clear();
+        } else {
+            self.items.drain(..sent);
+        }
+        Ok(sent)
+    }
+}
+
+impl Default for SendBatch {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match ss.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let sin: &libc::sockaddr_in = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let sin6: &libc::sockaddr_in6 =
+                unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+fn std_to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero sockaddr_storage is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { zeroed() };
+    match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large enough and suitably aligned for sockaddr_in.
+            let sin = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            (ss, size_of::<libc::sockaddr_in>() as libc::socklen_t)
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            sin6.sin6_flowinfo = a.flowinfo();
+            sin6.sin6_scope_id = a.scope_id();
+            (ss, size_of::<libc::sockaddr_in6>() as libc::socklen_t)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_round_trip_v4_and_v6_with_oversize_detection() {
+        for bind in ["127.0.0.1:0", "[::1]:0"] {
+            let (srv, sizes) = bind_reuseport(bind.parse().unwrap(), 1 << 20, 1 << 20).unwrap();
+            assert!(sizes.recv >= 1 << 20, "recv buffer {}", sizes.recv);
+            let srv_addr = srv.local_addr().unwrap();
+            let cli = UdpSocket::bind(if srv_addr.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" })
+                .unwrap();
+            cli.send_to(b"one", srv_addr).unwrap();
+            cli.send_to(&[7u8; MAX_DATAGRAM + 100], srv_addr).unwrap();
+            cli.send_to(&[1u8; MAX_DATAGRAM], srv_addr).unwrap();
+            let mut batch = RecvBatch::new(8);
+            let mut got = Vec::new();
+            // Loopback delivery is synchronous with send_to, so the three are queued by now.
+            let n = batch.recv(srv.as_raw_fd()).unwrap();
+            assert_eq!(n, 3);
+            for d in batch.iter() {
+                assert_eq!(d.from, cli.local_addr().unwrap());
+                got.push((d.data.len(), d.oversize));
+            }
+            assert_eq!(got, vec![(3, false), (MAX_DATAGRAM, true), (MAX_DATAGRAM, false)]);
+            assert_eq!(
+                batch.recv(srv.as_raw_fd()).unwrap_err().kind(),
+                io::ErrorKind::WouldBlock
+            );
+
+            let mut out = SendBatch::new();
+            out.push(cli.local_addr().unwrap(), b"reply-1");
+            out.push(cli.local_addr().unwrap(), b"reply-2");
+            assert_eq!(out.send(srv.as_raw_fd()).unwrap(), 2);
+            assert!(out.is_empty());
+            let mut buf = [0u8; 64];
+            let (n, from) = cli.recv_from(&mut buf).unwrap();
+            assert_eq!((&buf[..n], from), (&b"reply-1"[..], srv_addr));
+            let (n, _) = cli.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"reply-2");
+        }
+    }
+
+    #[test]
+    fn two_sockets_share_a_port_with_reuseport() {
+        let (a, _) = bind_reuseport("127.0.0.1:0".parse().unwrap(), 1 << 16, 1 << 16).unwrap();
+        let addr = a.local_addr().unwrap();
+        let (b, _) = bind_reuseport(addr, 1 << 16, 1 << 16).unwrap();
+        assert_eq!(b.local_addr().unwrap(), addr);
+    }
+}

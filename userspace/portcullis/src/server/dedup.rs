@@ -1,0 +1,313 @@
+//! RFC 5080 §2.2.2 duplicate detection and reply cache, one per shard.
+//!
+//! A request is identified by the client's source address and port, the listener it reached,
+//! the RADIUS Identifier and the Request Authenticator. A retransmission (same key, same
+//! authenticator) is never processed twice: while the first copy is still being worked on it is
+//! dropped, afterwards it gets the cached reply byte for byte. A packet with the same key but a
+//! different authenticator is a new request from the NAS (it reused the identifier), so the
+//! old entry is discarded and the new packet processed.
+//!
+//! The cache is sans-IO: the caller passes `now`, so tests drive it with a simulated clock.
+//! Entries expire `window` after they were answered; the cache is bounded, evicting the oldest.
+//! Requests are verified (Message-Authenticator / Request Authenticator) *before* they reach the
+//! cache, so a forged packet cannot evict or poison an entry.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub from: SocketAddr,
+    /// Index of the listener socket (auth and accounting ports have separate ID spaces).
+    pub listener: u16,
+    pub identifier: u8,
+}
+
+#[derive(Debug)]
+enum State {
+    InProgress,
+    Answered(Box<[u8]>),
+}
+
+#[derive(Debug)]
+struct Entry {
+    authenticator: [u8; 16],
+    state: State,
+    /// Generation stamp, so a stale expiry-queue item cannot remove a newer entry.
+    generation: u64,
+}
+
+/// What to do with an incoming (already verified) request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lookup<'a> {
+    /// Not seen before (or a new request reusing the identifier): process it.
+    New { replaced: bool },
+    /// A retransmission of a request still being processed: drop it, the answer will come.
+    InProgress,
+    /// A retransmission of an answered request: send these bytes again.
+    Cached(&'a [u8]),
+}
+
+pub struct DedupCache {
+    map: HashMap<Key, Entry>,
+    /// (deadline, key, generation) of in-progress entries; the limit is constant, so appends
+    /// keep the queue sorted.
+    pending_expiry: VecDeque<(Instant, Key, u64)>,
+    /// The same for answered entries, with the cache window.
+    answered_expiry: VecDeque<(Instant, Key, u64)>,
+    window: Duration,
+    in_progress_limit: Duration,
+    max_entries: usize,
+    generation: u64,
+}
+
+impl DedupCache {
+    /// `window`: how long an answer stays cached. `in_progress_limit`: how long an unanswered
+    /// entry may stay (a request whose processing failed without an answer must not block its
+    /// retransmissions forever).
+    pub fn new(window: Duration, in_progress_limit: Duration, max_entries: usize) -> Self {
+        DedupCache {
+            map: HashMap::new(),
+            pending_expiry: VecDeque::new(),
+            answered_expiry: VecDeque::new(),
+            window,
+            in_progress_limit,
+            max_entries: max_entries.max(1),
+            generation: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Looks a verified request up and, when it is new, records it as in progress.
+    pub fn check(&mut self, key: Key, authenticator: &[u8; 16], now: Instant) -> Lookup<'_> {
+        self.expire(now);
+        let mut replaced = false;
+        if let Some(e) = self.map.get(&key) {
+            if &e.authenticator == authenticator {
+                // Re-borrow to return the cached bytes.
+                return match &self.map[&key].state {
+                    State::InProgress => Lookup::InProgress,
+                    State::Answered(bytes) => Lookup::Cached(bytes),
+                };
+            }
+            replaced = true;
+        }
+        while self.map.len() >= self.max_entries && !replaced {
+            if !self.evict_oldest() {
+                break;
+            }
+        }
+        self.generation += 1;
+        let generation = self.generation;
+        self.map.insert(
+            key,
+            Entry {
+                authenticator: *authenticator,
+                state: State::InProgress,
+                generation,
+            },
+        );
+        self.pending_expiry
+            .push_back((now + self.in_progress_limit, key, generation));
+        Lookup::New { replaced }
+    }
+
+    /// Stores the reply for a request that [`check`](Self::check) reported as new. A reply for an
+    /// entry that has since been replaced (the NAS moved on to a new request) is not stored.
+    pub fn answered(&mut self, key: Key, authenticator: &[u8; 16], reply: &[u8], now: Instant) {
+        let window = self.window;
+        self.generation += 1;
+        let generation = self.generation;
+        if let Some(e) = self.map.get_mut(&key) {
+            if &e.authenticator == authenticator {
+                e.state = State::Answered(reply.into());
+                e.generation = generation;
+                self.answered_expiry
+                    .push_back((now + window, key, generation));
+            }
+        }
+    }
+
+    /// Forgets a request that was not answered (dropped after all), so that a retransmission is
+    /// processed afresh.
+    pub fn forget(&mut self, key: Key, authenticator: &[u8; 16]) {
+        if self
+            .map
+            .get(&key)
+            .is_some_and(|e| &e.authenticator == authenticator)
+        {
+            self.map.remove(&key);
+        }
+    }
+
+    /// Drops every entry whose deadline has passed.
+    pub fn expire(&mut self, now: Instant) {
+        for queue in [&mut self.pending_expiry, &mut self.answered_expiry] {
+            while let Some(&(deadline, key, generation)) = queue.front() {
+                if deadline > now {
+                    break;
+                }
+                queue.pop_front();
+                if self
+                    .map
+                    .get(&key)
+                    .is_some_and(|e| e.generation == generation)
+                {
+                    self.map.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// Removes the oldest answered entry, or failing that the oldest in-progress one.
+    fn evict_oldest(&mut self) -> bool {
+        for queue in [&mut self.answered_expiry, &mut self.pending_expiry] {
+            while let Some((_, key, generation)) = queue.pop_front() {
+                if self
+                    .map
+                    .get(&key)
+                    .is_some_and(|e| e.generation == generation)
+                {
+                    self.map.remove(&key);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn key(port: u16, id: u8) -> Key {
+        Key {
+            from: SocketAddr::from(([127, 0, 0, 1], port)),
+            listener: 0,
+            identifier: id,
+        }
+    }
+
+    fn cache() -> DedupCache {
+        DedupCache::new(Duration::from_secs(30), Duration::from_secs(5), 1000)
+    }
+
+    #[test]
+    fn retransmission_while_in_progress_is_dropped_then_answered_from_cache() {
+        let mut c = cache();
+        let t0 = Instant::now();
+        let a = [1u8; 16];
+        assert_eq!(c.check(key(1000, 7), &a, t0), Lookup::New { replaced: false });
+        assert_eq!(c.check(key(1000, 7), &a, t0), Lookup::InProgress);
+        c.answered(key(1000, 7), &a, b"reply", t0);
+        assert_eq!(
+            c.check(key(1000, 7), &a, t0 + Duration::from_secs(29)),
+            Lookup::Cached(b"reply")
+        );
+    }
+
+    #[test]
+    fn same_identifier_new_authenticator_is_a_new_request() {
+        let mut c = cache();
+        let t0 = Instant::now();
+        c.check(key(1000, 7), &[1; 16], t0);
+        c.answered(key(1000, 7), &[1; 16], b"old", t0);
+        assert_eq!(
+            c.check(key(1000, 7), &[2; 16], t0),
+            Lookup::New { replaced: true }
+        );
+        // A late answer for the replaced request must not be cached under the new one.
+        c.answered(key(1000, 7), &[1; 16], b"stale", t0);
+        assert_eq!(c.check(key(1000, 7), &[2; 16], t0), Lookup::InProgress);
+    }
+
+    #[test]
+    fn different_source_port_or_listener_is_a_different_request() {
+        let mut c = cache();
+        let t0 = Instant::now();
+        let a = [1u8; 16];
+        c.check(key(1000, 7), &a, t0);
+        assert_eq!(c.check(key(1001, 7), &a, t0), Lookup::New { replaced: false });
+        let mut k = key(1000, 7);
+        k.listener = 1;
+        assert_eq!(c.check(k, &a, t0), Lookup::New { replaced: false });
+    }
+
+    #[test]
+    fn answers_expire_after_the_window() {
+        let mut c = cache();
+        let t0 = Instant::now();
+        let a = [3u8; 16];
+        c.check(key(1, 1), &a, t0);
+        c.answered(key(1, 1), &a, b"r", t0);
+        assert_eq!(
+            c.check(key(1, 1), &a, t0 + Duration::from_secs(31)),
+            Lookup::New { replaced: false }
+        );
+    }
+
+    #[test]
+    fn unanswered_entries_expire_after_the_in_progress_limit() {
+        let mut c = cache();
+        let t0 = Instant::now();
+        let a = [3u8; 16];
+        c.check(key(1, 1), &a, t0);
+        assert_eq!(c.check(key(1, 1), &a, t0 + Duration::from_secs(4)), Lookup::InProgress);
+        assert_eq!(
+            c.check(key(1, 1), &a, t0 + Duration::from_secs(6)),
+            Lookup::New { replaced: false }
+        );
+    }
+
+    #[test]
+    fn answered_entry_outlives_its_in_progress_deadline() {
+        let mut c = cache();
+        let t0 = Instant::now();
+        let a = [3u8; 16];
+        c.check(key(1, 1), &a, t0);
+        c.answered(key(1, 1), &a, b"r", t0 + Duration::from_secs(1));
+        // The in-progress deadline (t0+5) passes; the answer (deadline t0+31) must stay.
+        assert_eq!(
+            c.check(key(1, 1), &a, t0 + Duration::from_secs(10)),
+            Lookup::Cached(b"r")
+        );
+    }
+
+    #[test]
+    fn forget_lets_a_retransmission_be_processed() {
+        let mut c = cache();
+        let t0 = Instant::now();
+        let a = [3u8; 16];
+        c.check(key(1, 1), &a, t0);
+        c.forget(key(1, 1), &a);
+        assert_eq!(c.check(key(1, 1), &a, t0), Lookup::New { replaced: false });
+    }
+
+    #[test]
+    fn bounded_evicting_the_oldest() {
+        let mut c = DedupCache::new(Duration::from_secs(30), Duration::from_secs(5), 3);
+        let t0 = Instant::now();
+        for p in 0..5u16 {
+            c.check(key(p, 0), &[p as u8; 16], t0 + Duration::from_millis(p.into()));
+        }
+        assert_eq!(c.len(), 3);
+        assert_eq!(
+            c.check(key(0, 0), &[0; 16], t0 + Duration::from_millis(10)),
+            Lookup::New { replaced: false }
+        );
+        assert_eq!(
+            c.check(key(4, 0), &[4; 16], t0 + Duration::from_millis(10)),
+            Lookup::InProgress
+        );
+    }
+}

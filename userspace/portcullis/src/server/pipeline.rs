@@ -1,0 +1,467 @@
+//! The request pipeline of one shard: from a datagram to a decision and a reply.
+//!
+//! Order of checks, each failing one counted by reason and dropped without an answer:
+//! 1. oversize datagram; 2. unknown client (source address); 3. strict decode and the RFC
+//! attribute tables; 4. code allowed on this port; 5. authenticators (Message-Authenticator,
+//! Accounting Request Authenticator) — only a verified request goes further, so forged packets
+//! can neither be answered nor disturb the duplicate cache; 6. RFC 5080 duplicate detection;
+//! 7. the work: authentication against the local users, Status-Server, or accounting.
+//!
+//! Everything here is synchronous except accounting, whose reply waits until the record is
+//! durable ([`Outcome::AfterDurable`]).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use portcullis_auth::mschapv2::{format_error, MsChap2Response, MsChapErrorCode};
+use portcullis_auth::store::ChapOutcome;
+use portcullis_proto::{
+    crypto, ms, verify_request, AttrType, Code, PacketBuilder, RawPacket, VerifiedRequest,
+    MICROSOFT,
+};
+use rand::RngCore;
+
+use super::clients::Client;
+use super::dedup::{DedupCache, Key, Lookup};
+use super::{ListenerKind, Shared};
+use crate::accounting::Durable;
+use crate::audit::{self, Decision, Method, Reason};
+use crate::stats::{Counter, ShardStats};
+
+/// What the shard does with a datagram.
+pub enum Outcome<'a> {
+    /// Send these bytes back to the sender now.
+    Reply(&'a [u8]),
+    /// Nothing to send (counted already).
+    Dropped,
+    /// Send a reply once the accounting record is durable.
+    AfterDurable(Deferred),
+}
+
+/// A reply held back until its accounting record is on disk.
+pub struct Deferred {
+    /// Resolves when the record is durable (or could not be written).
+    pub durable: Durable,
+    pub answer: DeferredAnswer,
+}
+
+/// Everything needed to answer a deferred request once its wait is over.
+pub struct DeferredAnswer {
+    to: SocketAddr,
+    key: Key,
+    authenticator: [u8; 16],
+    reply: Vec<u8>,
+    client: String,
+}
+
+pub struct Pipeline {
+    shared: Arc<ArcSwap<Shared>>,
+    stats: Arc<ShardStats>,
+    dedup: DedupCache,
+    reply: Vec<u8>,
+}
+
+/// Longest time a request may stay "in progress" in the duplicate cache without an answer
+/// (an accounting record whose write failed is forgotten explicitly; this is the backstop).
+const IN_PROGRESS_LIMIT: Duration = Duration::from_secs(30);
+
+impl Pipeline {
+    pub fn new(
+        shared: Arc<ArcSwap<Shared>>,
+        stats: Arc<ShardStats>,
+        dedup_window: Duration,
+        dedup_entries: usize,
+    ) -> Self {
+        Pipeline {
+            shared,
+            stats,
+            dedup: DedupCache::new(dedup_window, IN_PROGRESS_LIMIT, dedup_entries),
+            reply: Vec::with_capacity(4096),
+        }
+    }
+
+    /// Handles one datagram received on listener `index`.
+    pub fn handle(
+        &mut self,
+        index: u16,
+        kind: ListenerKind,
+        from: SocketAddr,
+        data: &[u8],
+        oversize: bool,
+        now: Instant,
+    ) -> Outcome<'_> {
+        if oversize {
+            self.stats.drop_reason("oversize");
+            return Outcome::Dropped;
+        }
+        let shared = self.shared.load_full();
+        let Some(client) = shared.clients.lookup(from.ip()) else {
+            self.stats.drop_reason("unknown_client");
+            tracing::debug!(%from, "datagram from an unknown client dropped");
+            return Outcome::Dropped;
+        };
+        // The attribute tables are enforced by verify_request below, once.
+        let packet = match RawPacket::decode(data) {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.drop_reason(e.reason());
+                tracing::debug!(%from, client = %client.name, error = %e, "malformed packet dropped");
+                return Outcome::Dropped;
+            }
+        };
+        let code = packet.code();
+        let allowed = match kind {
+            ListenerKind::Auth => code == Code::ACCESS_REQUEST || code == Code::STATUS_SERVER,
+            ListenerKind::Accounting => {
+                code == Code::ACCOUNTING_REQUEST || code == Code::STATUS_SERVER
+            }
+        };
+        if !allowed {
+            self.stats.drop_reason("wrong_port_or_code");
+            tracing::debug!(%from, client = %client.name, code = %code, "packet code not served on this port; dropped");
+            return Outcome::Dropped;
+        }
+        let request = match verify_request(packet, &client.secret, &client.policy) {
+            Ok(r) => r,
+            Err(e) => {
+                self.stats.drop_reason(e.reason());
+                audit::decision(
+                    Decision::Discarded,
+                    &client.name,
+                    from,
+                    packet.get(AttrType::USER_NAME),
+                    method_of(&packet),
+                    Reason::MalformedRequest,
+                    e.reason(),
+                );
+                return Outcome::Dropped;
+            }
+        };
+
+        // Status-Server is answered directly and never cached (RFC 5997 §3).
+        if code == Code::STATUS_SERVER {
+            self.stats.inc(Counter::StatusServer);
+            let reply_code = match kind {
+                ListenerKind::Auth => Code::ACCESS_ACCEPT,
+                ListenerKind::Accounting => Code::ACCOUNTING_RESPONSE,
+            };
+            let mut b = self.start_reply(reply_code, &request);
+            let r = b.copy_proxy_state(&request);
+            b.finish_reply(&client.secret, request.authenticator());
+            self.reply = b.into_buffer();
+            if let Err(e) = r {
+                tracing::error!(error = %e, "cannot encode Status-Server reply");
+                self.stats.drop_reason(e.reason());
+                return Outcome::Dropped;
+            }
+            return Outcome::Reply(&self.reply);
+        }
+
+        let key = Key {
+            from,
+            listener: index,
+            identifier: request.identifier(),
+        };
+        let authenticator = *request.authenticator();
+        match self.dedup.check(key, &authenticator, now) {
+            Lookup::New { replaced } => {
+                if replaced {
+                    self.stats.inc(Counter::IdentifierReused);
+                }
+            }
+            Lookup::InProgress => {
+                self.stats.inc(Counter::DuplicateInProgress);
+                return Outcome::Dropped;
+            }
+            Lookup::Cached(bytes) => {
+                self.stats.inc(Counter::DuplicateResent);
+                // Borrow dance: the cached bytes live in `self.dedup`.
+                self.reply.clear();
+                self.reply.extend_from_slice(bytes);
+                return Outcome::Reply(&self.reply);
+            }
+        }
+
+        if code == Code::ACCOUNTING_REQUEST {
+            return self.accounting(client, from, &request, key, authenticator);
+        }
+        match self.access(client, from, &request) {
+            Ok(()) => {
+                self.dedup.answered(key, &authenticator, &self.reply, now);
+                Outcome::Reply(&self.reply)
+            }
+            Err(()) => {
+                self.dedup.forget(key, &authenticator);
+                Outcome::Dropped
+            }
+        }
+    }
+
+    /// A reply builder on the recycled reply buffer, Message-Authenticator first.
+    fn start_reply(&mut self, code: Code, request: &VerifiedRequest<'_>) -> PacketBuilder {
+        PacketBuilder::reply_in(std::mem::take(&mut self.reply), code, request)
+    }
+
+    /// Finishes a deferred (accounting) request once its record is durable, or not.
+    /// Returns the destination and bytes to send.
+    pub fn complete(
+        &mut self,
+        d: DeferredAnswer,
+        durable: bool,
+        now: Instant,
+    ) -> Option<(SocketAddr, Vec<u8>)> {
+        if durable {
+            self.stats.inc(Counter::AccountingResponse);
+            self.dedup.answered(d.key, &d.authenticator, &d.reply, now);
+            Some((d.to, d.reply))
+        } else {
+            // Not acknowledged: the NAS keeps the record and retransmits; let that be processed.
+            self.dedup.forget(d.key, &d.authenticator);
+            self.stats.drop_reason("accounting_write_failed");
+            audit::decision(
+                Decision::Discarded,
+                &d.client,
+                d.to,
+                None,
+                Method::Accounting,
+                Reason::InternalError,
+                "accounting record could not be written",
+            );
+            None
+        }
+    }
+
+    fn accounting(
+        &mut self,
+        client: &Client,
+        from: SocketAddr,
+        request: &VerifiedRequest<'_>,
+        key: Key,
+        authenticator: [u8; 16],
+    ) -> Outcome<'_> {
+        let at = time::OffsetDateTime::now_utc();
+        let line = crate::accounting_record::to_json_line(request, &client.name, from, at);
+        let mut b = PacketBuilder::reply(Code::ACCOUNTING_RESPONSE, request);
+        if let Err(e) = b.copy_proxy_state(request) {
+            tracing::error!(error = %e, "cannot encode Accounting-Response");
+            self.stats.drop_reason(e.reason());
+            self.dedup.forget(key, &authenticator);
+            return Outcome::Dropped;
+        }
+        b.finish_reply(&client.secret, request.authenticator());
+        let reply = b.into_buffer();
+        let durable = self.shared.load().accounting.submit(line, at);
+        Outcome::AfterDurable(Deferred {
+            durable,
+            answer: DeferredAnswer {
+                to: from,
+                key,
+                authenticator,
+                reply,
+                client: client.name.clone(),
+            },
+        })
+    }
+
+    /// Authenticates an Access-Request against the local users and builds the reply in
+    /// `self.reply`. `Err` means the request is dropped instead (counted and audited).
+    fn access(
+        &mut self,
+        client: &Client,
+        from: SocketAddr,
+        request: &VerifiedRequest<'_>,
+    ) -> Result<(), ()> {
+        let shared = self.shared.load();
+        let user_name = request.get(AttrType::USER_NAME);
+        let method = method_of(&request.packet());
+        let mut ms_success: Option<(u8, portcullis_auth::mschapv2::MsChapV2Success)> = None;
+        let mut ms_error: Option<(u8, MsChapErrorCode)> = None;
+
+        let (granted, reason) = 'decide: {
+            let Some(name_bytes) = user_name else {
+                break 'decide (false, Reason::NoSuchUser);
+            };
+            let lookup_name = match method {
+                Method::MsChapV2 => portcullis_auth::mschapv2::strip_domain(name_bytes),
+                _ => name_bytes,
+            };
+            let user = std::str::from_utf8(lookup_name)
+                .ok()
+                .and_then(|n| shared.users.get(n));
+            match method {
+                Method::Pap => {
+                    let Some(cipher) = request.get(AttrType::USER_PASSWORD) else {
+                        break 'decide (false, Reason::MalformedRequest);
+                    };
+                    let password = match crypto::unhide_user_password(
+                        cipher,
+                        &client.secret,
+                        request.authenticator(),
+                    ) {
+                        Ok(p) => p,
+                        Err(_) => break 'decide (false, Reason::MalformedRequest),
+                    };
+                    match user {
+                        None => (false, Reason::NoSuchUser),
+                        Some(u) if u.is_disabled() => (false, Reason::AccountDisabled),
+                        Some(u) if u.verify_pap(&password) => (true, Reason::Success),
+                        Some(_) => (false, Reason::AuthenticationFailure),
+                    }
+                }
+                Method::Chap => {
+                    let Some(chap) = request.get(AttrType::CHAP_PASSWORD) else {
+                        break 'decide (false, Reason::MalformedRequest);
+                    };
+                    let (ident, response) = match chap.split_first() {
+                        Some((i, r)) if r.len() == 16 => (*i, r),
+                        _ => break 'decide (false, Reason::MalformedRequest),
+                    };
+                    let response: &[u8; 16] = match response.try_into() {
+                        Ok(r) => r,
+                        Err(_) => break 'decide (false, Reason::MalformedRequest),
+                    };
+                    let challenge = request
+                        .get(AttrType::CHAP_CHALLENGE)
+                        .unwrap_or(request.authenticator());
+                    match user {
+                        None => (false, Reason::NoSuchUser),
+                        Some(u) if u.is_disabled() => (false, Reason::AccountDisabled),
+                        Some(u) => match u.verify_chap(ident, response, challenge) {
+                            ChapOutcome::Accept => (true, Reason::Success),
+                            ChapOutcome::Reject => (false, Reason::AuthenticationFailure),
+                            ChapOutcome::NotAvailable => {
+                                (false, Reason::NoReversiblyEncryptedPassword)
+                            }
+                        },
+                    }
+                }
+                Method::MsChapV2 => {
+                    let (Some(challenge), Some(resp)) = (
+                        request.get_vsa(MICROSOFT, ms::CHAP_CHALLENGE),
+                        request.get_vsa(MICROSOFT, ms::CHAP2_RESPONSE),
+                    ) else {
+                        break 'decide (false, Reason::MalformedRequest);
+                    };
+                    let Ok(challenge) = <&[u8; 16]>::try_from(challenge) else {
+                        break 'decide (false, Reason::MalformedRequest);
+                    };
+                    let Ok(resp) = MsChap2Response::parse(resp) else {
+                        break 'decide (false, Reason::MalformedRequest);
+                    };
+                    let ident = resp.ident;
+                    match user {
+                        None => {
+                            ms_error = Some((ident, MsChapErrorCode::AuthenticationFailure));
+                            (false, Reason::NoSuchUser)
+                        }
+                        Some(u) if u.is_disabled() => {
+                            ms_error = Some((ident, MsChapErrorCode::AccountDisabled));
+                            (false, Reason::AccountDisabled)
+                        }
+                        Some(u) => match u.verify_mschapv2(
+                            name_bytes,
+                            challenge,
+                            &resp.peer_challenge,
+                            &resp.nt_response,
+                        ) {
+                            Some(ok) => {
+                                ms_success = Some((ident, ok));
+                                (true, Reason::Success)
+                            }
+                            None => {
+                                ms_error =
+                                    Some((ident, MsChapErrorCode::AuthenticationFailure));
+                                (false, Reason::AuthenticationFailure)
+                            }
+                        },
+                    }
+                }
+                Method::Eap => (false, Reason::EapTypeNotProcessed),
+                _ => (false, Reason::InvalidAuthType),
+            }
+        };
+
+        let code = if granted {
+            Code::ACCESS_ACCEPT
+        } else {
+            Code::ACCESS_REJECT
+        };
+        let mut b = self.start_reply(code, request);
+        let built: Result<(), portcullis_proto::Error> = (|| {
+            if let Some((ident, ok)) = &ms_success {
+                b.push_vsa(MICROSOFT, ms::CHAP2_SUCCESS, &ok.success_attribute(*ident))?;
+                let keys = ok.mppe_keys();
+                let mut salts = [0u8; 4];
+                rand::thread_rng().fill_bytes(&mut salts);
+                // Salts must have the high bit set and differ between the two attributes.
+                let s1 = [salts[0] | 0x80, salts[1]];
+                let mut s2 = [salts[2] | 0x80, salts[3]];
+                if s2 == s1 {
+                    s2[1] ^= 1;
+                }
+                let ra = request.authenticator();
+                b.push_vsa_salt_encrypted(MICROSOFT, ms::MPPE_SEND_KEY, keys.send_key(), &client.secret, ra, s1)?;
+                b.push_vsa_salt_encrypted(MICROSOFT, ms::MPPE_RECV_KEY, keys.recv_key(), &client.secret, ra, s2)?;
+                // Encryption allowed (1), 40- or 128-bit RC4 (6): what RRAS-style NAS expect.
+                b.push_vsa(MICROSOFT, ms::MPPE_ENCRYPTION_POLICY, &1u32.to_be_bytes())?;
+                b.push_vsa(MICROSOFT, ms::MPPE_ENCRYPTION_TYPES, &6u32.to_be_bytes())?;
+            }
+            if let Some((ident, err)) = ms_error {
+                let mut challenge = [0u8; 16];
+                rand::thread_rng().fill_bytes(&mut challenge);
+                let value = format_error(ident, err, &challenge, err.default_message());
+                b.push_vsa(MICROSOFT, ms::CHAP_ERROR, &value)?;
+            }
+            b.copy_proxy_state(request)?;
+            Ok(())
+        })();
+        b.finish_reply(&client.secret, request.authenticator());
+        self.reply = b.into_buffer();
+        if let Err(e) = built {
+            tracing::error!(error = %e, "cannot encode reply; request dropped");
+            self.stats.drop_reason("encode_error");
+            return Err(());
+        }
+        self.stats.inc(if granted {
+            Counter::AccessAccept
+        } else {
+            Counter::AccessReject
+        });
+        audit::decision(
+            if granted {
+                Decision::Granted
+            } else {
+                Decision::Denied
+            },
+            &client.name,
+            from,
+            user_name,
+            method,
+            reason,
+            "",
+        );
+        Ok(())
+    }
+}
+
+/// The authentication method a request asks for, from the attributes it carries.
+fn method_of(p: &RawPacket<'_>) -> Method {
+    match p.code() {
+        Code::ACCOUNTING_REQUEST => return Method::Accounting,
+        Code::STATUS_SERVER => return Method::StatusServer,
+        _ => {}
+    }
+    if p.contains(AttrType::EAP_MESSAGE) {
+        Method::Eap
+    } else if p.contains(AttrType::USER_PASSWORD) {
+        Method::Pap
+    } else if p.contains(AttrType::CHAP_PASSWORD) {
+        Method::Chap
+    } else if p.get_vsa(MICROSOFT, ms::CHAP2_RESPONSE).is_some() {
+        Method::MsChapV2
+    } else {
+        Method::None
+    }
+}

@@ -1,0 +1,226 @@
+//! One shard: a thread with a single-threaded tokio runtime (no work stealing) that owns one
+//! SO_REUSEPORT socket per listener, its duplicate cache and its counters.
+//!
+//! The receive loop reads datagrams in batches (`recvmmsg`), runs each through the pipeline
+//! synchronously, and sends the replies of the batch with one `sendmmsg`. Work that must wait
+//! (an accounting record becoming durable) is a local task that sends its reply when done.
+//! One bad datagram never stops the loop: it is counted and dropped.
+
+use std::cell::RefCell;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio_util::sync::CancellationToken;
+
+use super::pipeline::{Outcome, Pipeline};
+use super::{ListenerKind, Shared};
+use crate::net::{RecvBatch, SendBatch};
+use crate::stats::{Counter, ShardStats};
+
+/// A listener socket handed to a shard.
+pub struct ShardSocket {
+    pub index: u16,
+    pub kind: ListenerKind,
+    pub socket: UdpSocket,
+}
+
+pub struct ShardParams {
+    pub id: usize,
+    pub sockets: Vec<ShardSocket>,
+    pub shared: Arc<arc_swap::ArcSwap<Shared>>,
+    pub stats: Arc<ShardStats>,
+    pub cancel: CancellationToken,
+    pub batch: usize,
+    pub dedup_window: std::time::Duration,
+    pub dedup_entries: usize,
+    pub shutdown_grace: std::time::Duration,
+}
+
+/// Runs the shard until `cancel` fires and its in-flight work is done (or the grace period
+/// ends). Called on the shard's own thread.
+pub fn run(p: ShardParams) -> std::io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let local = tokio::task::LocalSet::new();
+    let pipeline = Rc::new(RefCell::new(Pipeline::new(
+        p.shared.clone(),
+        p.stats.clone(),
+        p.dedup_window,
+        p.dedup_entries,
+    )));
+    let inflight = Rc::new(InFlight::default());
+    let result = local.block_on(&rt, async {
+        let mut loops = Vec::new();
+        for s in p.sockets {
+            // SAFETY: the UdpSocket owns its descriptor and the AsyncFd owns the socket, so the
+            // descriptor stays open and the same for the AsyncFd's whole life.
+            let fd = Rc::new(
+                unsafe {
+                    AsyncFd::register_with_interest(s.socket, Interest::READABLE | Interest::WRITABLE)
+                }
+                .map_err(std::io::Error::from)?,
+            );
+            loops.push(tokio::task::spawn_local(socket_loop(
+                fd,
+                s.index,
+                s.kind,
+                pipeline.clone(),
+                p.stats.clone(),
+                p.cancel.clone(),
+                p.batch,
+                inflight.clone(),
+            )));
+        }
+        for l in loops {
+            let _ = l.await;
+        }
+        // Receiving has stopped; let in-flight work (accounting fsyncs) finish and answer.
+        let drain = async {
+            while inflight.count.get() > 0 {
+                inflight.idle.notified().await;
+            }
+        };
+        if tokio::time::timeout(p.shutdown_grace, drain).await.is_err() {
+            tracing::warn!(
+                shard = p.id,
+                unfinished = inflight.count.get(),
+                "shutdown grace period over with requests still in flight"
+            );
+        }
+        Ok::<(), std::io::Error>(())
+    });
+    result
+}
+
+/// Requests of this shard waiting for something (accounting durability) before their answer.
+#[derive(Default)]
+struct InFlight {
+    count: std::cell::Cell<usize>,
+    idle: tokio::sync::Notify,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn socket_loop(
+    fd: Rc<AsyncFd<UdpSocket>>,
+    index: u16,
+    kind: ListenerKind,
+    pipeline: Rc<RefCell<Pipeline>>,
+    stats: Arc<ShardStats>,
+    cancel: CancellationToken,
+    batch: usize,
+    inflight: Rc<InFlight>,
+) {
+    let mut rx = RecvBatch::new(batch);
+    let mut tx = SendBatch::new();
+    loop {
+        let mut guard = tokio::select! {
+            biased;
+            _ = cancel.cancelled() => return,
+            g = fd.readable() => match g {
+                Ok(g) => g,
+                Err(e) => {
+                    tracing::error!(error = %e, "socket poll failed; listener stops");
+                    return;
+                }
+            },
+        };
+        // Drain the socket: read batches until it would block.
+        loop {
+            match rx.recv(fd.get_ref().as_raw_fd()) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    guard.clear_ready();
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // E.g. ICMP-induced errors on some kernels: count, keep serving.
+                    tracing::debug!(error = %e, "recvmmsg error");
+                    stats.drop_reason("recv_error");
+                    break;
+                }
+            }
+            let now = Instant::now();
+            {
+                let mut pl = pipeline.borrow_mut();
+                for d in rx.iter() {
+                    stats.inc(Counter::Received);
+                    match pl.handle(index, kind, d.from, d.data, d.oversize, now) {
+                        Outcome::Reply(bytes) => tx.push(d.from, bytes),
+                        Outcome::Dropped => {}
+                        Outcome::AfterDurable(deferred) => {
+                            inflight.count.set(inflight.count.get() + 1);
+                            let inflight = inflight.clone();
+                            let fd = fd.clone();
+                            let pipeline = pipeline.clone();
+                            let stats = stats.clone();
+                            tokio::task::spawn_local(async move {
+                                let ok = matches!(deferred.durable.await, Ok(Ok(())));
+                                let reply = pipeline.borrow_mut().complete(
+                                    deferred.answer,
+                                    ok,
+                                    Instant::now(),
+                                );
+                                if let Some((to, bytes)) = reply {
+                                    send_one(&fd, to, &bytes, &stats).await;
+                                }
+                                inflight.count.set(inflight.count.get() - 1);
+                                if inflight.count.get() == 0 {
+                                    inflight.idle.notify_waiters();
+                                }
+                            });
+                        }
+                    }
+                }
+            }
+            flush(&fd, &mut tx, &stats).await;
+        }
+    }
+}
+
+/// Sends the batch; waits for the socket to drain if the kernel send buffer is full.
+async fn flush(fd: &AsyncFd<UdpSocket>, tx: &mut SendBatch, stats: &ShardStats) {
+    let mut stalls = 0;
+    while !tx.is_empty() {
+        match tx.send(fd.get_ref().as_raw_fd()) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                stalls += 1;
+                if stalls > 100 {
+                    for _ in 0..tx.len() {
+                        stats.inc(Counter::SendErrors);
+                    }
+                    tx.clear();
+                    return;
+                }
+                if let Ok(mut g) = fd.writable().await {
+                    g.clear_ready();
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::debug!(error = %e, "sendmmsg error");
+                stats.inc(Counter::SendErrors);
+                // Drop the first datagram (the one the kernel refused) and go on with the rest.
+                tx.drop_first();
+            }
+        }
+    }
+}
+
+async fn send_one(fd: &AsyncFd<UdpSocket>, to: SocketAddr, bytes: &[u8], stats: &ShardStats) {
+    let r = fd
+        .async_io(Interest::WRITABLE, |s| s.send_to(bytes, to))
+        .await;
+    if let Err(e) = r {
+        tracing::debug!(error = %e, "send_to error");
+        stats.inc(Counter::SendErrors);
+    }
+}

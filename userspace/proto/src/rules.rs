@@ -1,0 +1,429 @@
+//! Attribute rules: which attributes may appear how often in which packet, and which
+//! value lengths each data type allows.
+//!
+//! Sources: RFC 2865 §5.44 (Access-* table), RFC 2866 §5.13 (Accounting table),
+//! RFC 2868 §4, RFC 2869 §5.19 / RFC 3579 §3.3 (Message-Authenticator), RFC 5176 §3.6
+//! (CoA / Disconnect), RFC 5997 §3 (Status-Server).
+//!
+//! What is enforced:
+//! - every "0-1" entry of the tables for the code it belongs to ([`DecodeError::DuplicateAttribute`]);
+//! - every "1" entry: Acct-Status-Type in Accounting-Request, Message-Authenticator in
+//!   Status-Server ([`DecodeError::MissingAttribute`]);
+//! - the "0" entries that matter for security: User-Password, CHAP-Password and
+//!   CHAP-Challenge outside Access-Request, Tunnel-Password and ARAP-Password in
+//!   Accounting-Request ([`DecodeError::MisplacedAttribute`]);
+//! - User-Password together with CHAP-Password ([`DecodeError::PasswordAndChap`]);
+//! - Message-Authenticator at most once in any packet and 16 octets long;
+//! - value lengths: integer, ipaddr and date 4, ipv6addr 16, ifid 8, ipv6prefix 2..=18,
+//!   tagged integer 4, User-Password a multiple of 16 in 16..=128, CHAP-Password 17,
+//!   Tunnel-Password 3 + a multiple of 16; for Microsoft VSAs integer / ipaddr 4,
+//!   MS-CHAP(2)-Response 50, MS-MPPE keys 2 + a multiple of 16.
+//!
+//! Deliberately not enforced, because deployed NASes violate them and the harm is nil:
+//! the remaining "0" entries (e.g. Filter-Id in an Access-Request), "must contain
+//! User-Password or CHAP-Password or State" (MS-CHAP and EAP requests carry neither),
+//! "must contain NAS-IP-Address or NAS-Identifier", Acct-Session-Id being exactly one
+//! (several NASes omit it from Accounting-On/Off), empty text/string values.
+
+use crate::attr::{AttrType, Code, MICROSOFT};
+use crate::dict::{self, DataType};
+use crate::error::DecodeError;
+use crate::raw::RawPacket;
+
+/// Quantity allowed by the RFC tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quantity {
+    Zero,
+    ZeroOrOne,
+    ExactlyOne,
+}
+
+/// "0-1" attributes of the Access-Request column (RFC 2865 §5.44, RFC 2869, RFC 3162).
+const ACCESS_REQUEST_ONCE: &[u8] = &[
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 19, 24, 30, 31, 32, 34, 35, 36, 60, 61, 62, 63, 55, 77, 80, 87,
+    95, 96,
+];
+/// "0-1" attributes of the Access-Accept column (RFC 2865 §5.44, RFC 2869).
+const ACCESS_ACCEPT_ONCE: &[u8] = &[
+    1, 6, 7, 8, 9, 10, 12, 15, 16, 19, 20, 23, 24, 27, 28, 29, 34, 35, 36, 37, 39, 62, 63, 80, 85,
+    96, 88, 100,
+];
+/// "0-1" attributes of the Access-Challenge column.
+const ACCESS_CHALLENGE_ONCE: &[u8] = &[24, 27, 28, 80];
+/// "0-1" attributes of the Accounting-Request column (RFC 2866 §5.13, RFC 2869).
+const ACCOUNTING_REQUEST_ONCE: &[u8] = &[
+    1, 4, 5, 6, 7, 8, 9, 10, 12, 15, 16, 19, 20, 23, 27, 28, 29, 30, 31, 32, 34, 35, 36, 37, 38,
+    39, 41, 42, 43, 44, 45, 46, 47, 48, 49, 52, 53, 55, 61, 62, 63, 80, 85, 87, 95, 96,
+];
+/// Attributes whose presence would leak or make no sense outside Access-Request.
+const PASSWORDS: &[u8] = &[2, 3, 60];
+
+fn quantity(code: Code, t: AttrType) -> Option<Quantity> {
+    use Quantity::*;
+    let t8 = t.0;
+    if t == AttrType::MESSAGE_AUTHENTICATOR {
+        return Some(if code == Code::STATUS_SERVER {
+            ExactlyOne
+        } else {
+            ZeroOrOne
+        });
+    }
+    match code {
+        Code::ACCESS_REQUEST => ACCESS_REQUEST_ONCE.contains(&t8).then_some(ZeroOrOne),
+        Code::ACCESS_ACCEPT => {
+            if PASSWORDS.contains(&t8) {
+                Some(Zero)
+            } else {
+                ACCESS_ACCEPT_ONCE.contains(&t8).then_some(ZeroOrOne)
+            }
+        }
+        Code::ACCESS_CHALLENGE => {
+            if PASSWORDS.contains(&t8) {
+                Some(Zero)
+            } else {
+                ACCESS_CHALLENGE_ONCE.contains(&t8).then_some(ZeroOrOne)
+            }
+        }
+        Code::ACCOUNTING_REQUEST => {
+            if t == AttrType::ACCT_STATUS_TYPE {
+                Some(ExactlyOne)
+            } else if PASSWORDS.contains(&t8)
+                || t == AttrType::TUNNEL_PASSWORD
+                || t == AttrType::ARAP_PASSWORD
+            {
+                Some(Zero)
+            } else {
+                ACCOUNTING_REQUEST_ONCE.contains(&t8).then_some(ZeroOrOne)
+            }
+        }
+        Code::STATUS_SERVER => PASSWORDS.contains(&t8).then_some(Zero),
+        Code::DISCONNECT_REQUEST | Code::COA_REQUEST => {
+            if t == AttrType::USER_PASSWORD || t == AttrType::CHAP_PASSWORD {
+                Some(Zero)
+            } else {
+                (t == AttrType::STATE).then_some(ZeroOrOne)
+            }
+        }
+        // Every other code, replies included.
+        _ => PASSWORDS.contains(&t8).then_some(Zero),
+    }
+}
+
+/// The attributes whose "exactly one" rule must be checked for presence.
+fn required(code: Code) -> &'static [u8] {
+    match code {
+        Code::ACCOUNTING_REQUEST => &[40],
+        Code::STATUS_SERVER => &[80],
+        _ => &[],
+    }
+}
+
+/// Check the length of a value against its attribute's data type.
+fn check_length(t: AttrType, value: &[u8]) -> Result<(), DecodeError> {
+    let len = value.len();
+    let ok = match t {
+        AttrType::USER_PASSWORD => (16..=128).contains(&len) && len % 16 == 0,
+        AttrType::CHAP_PASSWORD => len == 17,
+        AttrType::MESSAGE_AUTHENTICATOR => len == 16,
+        AttrType::TUNNEL_PASSWORD => len >= 19 && (len - 3) % 16 == 0,
+        _ => match dict::attr_def(t) {
+            Some(def) => fixed_len_ok(def.data_type, len),
+            None => true,
+        },
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(DecodeError::BadAttributeLength { attr_type: t, len })
+    }
+}
+
+fn fixed_len_ok(data_type: DataType, len: usize) -> bool {
+    match data_type {
+        // A tagged integer is one tag octet and three value octets: still 4.
+        DataType::Integer | DataType::IpAddr | DataType::Date => len == 4,
+        DataType::Ipv6Addr => len == 16,
+        DataType::Ifid => len == 8,
+        DataType::Ipv6Prefix => (2..=18).contains(&len),
+        DataType::Text | DataType::Octets | DataType::Vsa => true,
+    }
+}
+
+fn check_vendor_length(vendor: u32, vendor_type: u8, value: &[u8]) -> Result<(), DecodeError> {
+    let len = value.len();
+    let Some(def) = dict::vendor_attr_def(vendor, vendor_type) else {
+        return Ok(());
+    };
+    let ok = if vendor == MICROSOFT {
+        match vendor_type {
+            crate::ms::CHAP_RESPONSE | crate::ms::CHAP2_RESPONSE => len == 50,
+            crate::ms::MPPE_SEND_KEY | crate::ms::MPPE_RECV_KEY => len >= 18 && (len - 2) % 16 == 0,
+            _ => fixed_len_ok(def.data_type, len),
+        }
+    } else {
+        fixed_len_ok(def.data_type, len)
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(DecodeError::BadVendorAttributeLength {
+            vendor,
+            vendor_type,
+            len,
+        })
+    }
+}
+
+impl RawPacket<'_> {
+    /// Enforce the attribute rules of the RFC tables (see the [module docs](crate::rules)
+    /// for exactly which). Never allocates; one pass over the attributes.
+    pub fn check_attribute_rules(&self) -> Result<(), DecodeError> {
+        let code = self.code();
+        let mut counts = [0u8; 256];
+        for attr in self.attributes() {
+            let t = attr.attr_type;
+            let n = &mut counts[usize::from(t.0)];
+            *n = n.saturating_add(1);
+            match quantity(code, t) {
+                Some(Quantity::Zero) => {
+                    return Err(DecodeError::MisplacedAttribute { attr_type: t, code })
+                }
+                Some(Quantity::ZeroOrOne | Quantity::ExactlyOne) if *n > 1 => {
+                    return Err(DecodeError::DuplicateAttribute { attr_type: t, code })
+                }
+                _ => {}
+            }
+            check_length(t, attr.value)?;
+            if t == AttrType::VENDOR_SPECIFIC {
+                if let Some((vendor, subs)) = crate::raw::split_vsa(attr.value) {
+                    for (vendor_type, value) in subs {
+                        check_vendor_length(vendor, vendor_type, value)?;
+                    }
+                }
+            }
+        }
+        for &t in required(code) {
+            if counts[usize::from(t)] == 0 {
+                return Err(DecodeError::MissingAttribute {
+                    attr_type: AttrType(t),
+                    code,
+                });
+            }
+        }
+        if code == Code::ACCESS_REQUEST
+            && counts[usize::from(AttrType::USER_PASSWORD.0)] > 0
+            && counts[usize::from(AttrType::CHAP_PASSWORD.0)] > 0
+        {
+            return Err(DecodeError::PasswordAndChap);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Build a packet from (type, value) pairs.
+    fn pkt(code: Code, attrs: &[(u8, &[u8])]) -> Vec<u8> {
+        let mut v = vec![code.0, 1, 0, 0];
+        v.extend_from_slice(&[0; 16]);
+        for (t, val) in attrs {
+            v.push(*t);
+            v.push(val.len() as u8 + 2);
+            v.extend_from_slice(val);
+        }
+        let len = v.len() as u16;
+        v[2..4].copy_from_slice(&len.to_be_bytes());
+        v
+    }
+
+    fn check(code: Code, attrs: &[(u8, &[u8])]) -> Result<(), DecodeError> {
+        let buf = pkt(code, attrs);
+        RawPacket::decode(&buf).unwrap().check_attribute_rules()
+    }
+
+    const PW: &[u8] = &[0x55; 16];
+    const MA: &[u8] = &[0; 16];
+
+    #[test]
+    fn rfc_examples_pass() {
+        let buf = crate::raw::tests::unhex(crate::raw::tests::RFC2865_7_1_REQUEST);
+        RawPacket::decode(&buf)
+            .unwrap()
+            .check_attribute_rules()
+            .unwrap();
+    }
+
+    #[test]
+    fn duplicates() {
+        assert_eq!(
+            check(Code::ACCESS_REQUEST, &[(1, b"a"), (1, b"b")]),
+            Err(DecodeError::DuplicateAttribute {
+                attr_type: AttrType::USER_NAME,
+                code: Code::ACCESS_REQUEST
+            })
+        );
+        for t in [2u8, 3, 4, 24, 80] {
+            let v: &[u8] = match t {
+                2 => PW,
+                3 => &[0; 17],
+                4 => &[1, 2, 3, 4],
+                80 => MA,
+                _ => b"s",
+            };
+            assert!(matches!(
+                check(Code::ACCESS_REQUEST, &[(t, v), (t, v)]),
+                Err(DecodeError::DuplicateAttribute { .. })
+            ));
+        }
+        // Message-Authenticator at most once in any packet.
+        assert!(matches!(
+            check(Code::ACCESS_ACCEPT, &[(80, MA), (80, MA)]),
+            Err(DecodeError::DuplicateAttribute { .. })
+        ));
+        // Proxy-State, Class, Reply-Message, VSAs may repeat.
+        check(
+            Code::ACCESS_REQUEST,
+            &[
+                (33, b"x"),
+                (33, b"y"),
+                (26, b"\0\0\0\x09\x01\x03z"),
+                (26, b"\0\0\0\x09\x01\x03z"),
+            ],
+        )
+        .unwrap();
+        check(
+            Code::ACCESS_ACCEPT,
+            &[(25, b"c"), (25, b"d"), (18, b"m"), (18, b"n")],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn misplaced() {
+        assert_eq!(
+            check(Code::ACCOUNTING_REQUEST, &[(40, &[0, 0, 0, 1]), (2, PW)]),
+            Err(DecodeError::MisplacedAttribute {
+                attr_type: AttrType::USER_PASSWORD,
+                code: Code::ACCOUNTING_REQUEST
+            })
+        );
+        for t in [3u8, 60] {
+            let v: &[u8] = if t == 3 { &[0; 17] } else { &[1; 16] };
+            assert!(matches!(
+                check(Code::ACCOUNTING_REQUEST, &[(40, &[0, 0, 0, 1]), (t, v)]),
+                Err(DecodeError::MisplacedAttribute { .. })
+            ));
+        }
+        for code in [
+            Code::ACCESS_ACCEPT,
+            Code::ACCESS_REJECT,
+            Code::ACCESS_CHALLENGE,
+        ] {
+            assert_eq!(
+                check(code, &[(2, PW)]),
+                Err(DecodeError::MisplacedAttribute {
+                    attr_type: AttrType::USER_PASSWORD,
+                    code
+                })
+            );
+        }
+        assert!(matches!(
+            check(Code::COA_REQUEST, &[(2, PW)]),
+            Err(DecodeError::MisplacedAttribute { .. })
+        ));
+    }
+
+    #[test]
+    fn missing() {
+        assert_eq!(
+            check(Code::ACCOUNTING_REQUEST, &[(44, b"sess")]),
+            Err(DecodeError::MissingAttribute {
+                attr_type: AttrType::ACCT_STATUS_TYPE,
+                code: Code::ACCOUNTING_REQUEST
+            })
+        );
+        assert_eq!(
+            check(Code::STATUS_SERVER, &[(32, b"nas")]),
+            Err(DecodeError::MissingAttribute {
+                attr_type: AttrType::MESSAGE_AUTHENTICATOR,
+                code: Code::STATUS_SERVER
+            })
+        );
+        check(Code::STATUS_SERVER, &[(80, MA)]).unwrap();
+    }
+
+    #[test]
+    fn password_and_chap() {
+        assert_eq!(
+            check(Code::ACCESS_REQUEST, &[(2, PW), (3, &[0; 17])]),
+            Err(DecodeError::PasswordAndChap)
+        );
+    }
+
+    #[test]
+    fn lengths() {
+        let bad = |t: u8, v: &[u8]| {
+            assert_eq!(
+                check(Code::ACCESS_REQUEST, &[(t, v)]),
+                Err(DecodeError::BadAttributeLength {
+                    attr_type: AttrType(t),
+                    len: v.len()
+                }),
+                "type {t} len {}",
+                v.len()
+            );
+        };
+        bad(2, &[0; 15]);
+        bad(2, &[0; 17]);
+        bad(2, &[0; 144]);
+        bad(2, &[]);
+        bad(3, &[0; 16]);
+        bad(80, &[0; 15]);
+        bad(4, &[1, 2, 3]);
+        bad(5, &[0; 5]);
+        bad(55, &[0; 3]);
+        bad(95, &[0; 4]);
+        bad(96, &[0; 4]);
+        bad(97, &[0; 1]);
+        bad(97, &[0; 19]);
+        bad(64, &[0; 3]);
+        bad(69, &[0; 18]);
+        for n in (16..=128).step_by(16) {
+            check(Code::ACCESS_REQUEST, &[(2, &vec![0; n])]).unwrap();
+        }
+        check(
+            Code::ACCESS_REQUEST,
+            &[(97, &[0, 64, 0x20, 1, 0xd, 0xb8, 0, 0, 0, 0])],
+        )
+        .unwrap();
+        // Unknown attributes have no length rule.
+        check(Code::ACCESS_REQUEST, &[(250, &[])]).unwrap();
+    }
+
+    #[test]
+    fn vendor_lengths() {
+        let vsa = |t: u8, v: &[u8]| {
+            let mut out = vec![0, 0, 1, 0x37, t, v.len() as u8 + 2];
+            out.extend_from_slice(v);
+            out
+        };
+        assert_eq!(
+            check(Code::ACCESS_ACCEPT, &[(26, &vsa(7, &[0, 0, 1]))]),
+            Err(DecodeError::BadVendorAttributeLength {
+                vendor: 311,
+                vendor_type: 7,
+                len: 3
+            })
+        );
+        assert!(check(Code::ACCESS_ACCEPT, &[(26, &vsa(16, &[0x80; 17]))]).is_err());
+        check(Code::ACCESS_ACCEPT, &[(26, &vsa(16, &[0x80; 34]))]).unwrap();
+        assert!(check(Code::ACCESS_REQUEST, &[(26, &vsa(25, &[0; 49]))]).is_err());
+        check(Code::ACCESS_REQUEST, &[(26, &vsa(25, &[0; 50]))]).unwrap();
+        // Unknown vendors and non-conforming VSAs are not checked.
+        check(Code::ACCESS_REQUEST, &[(26, &[0, 0, 0, 9, 7, 3, 0])]).unwrap();
+        check(Code::ACCESS_REQUEST, &[(26, &[0xff, 1])]).unwrap();
+    }
+}

@@ -1,0 +1,787 @@
+//! Loads the Portcullis XDP pre-filter, fills its maps, attaches it to an interface and reads
+//! its counters.
+//!
+//! The eBPF object (`xdp-filter/ebpf`) is embedded at build time by `build.rs` (see
+//! [`program_embedded`]). [`XdpFilter::attach`] loads it, writes the RADIUS ports and the client
+//! networks into its maps, then attaches it; dropping the [`XdpFilter`] detaches it. The filter
+//! drops UDP datagrams to a RADIUS port from sources outside the client networks and passes
+//! everything else; see `portcullis-xdp-common` for the counter reasons.
+//!
+//! What this crate does not do: RADIUS validation (the filter is only a cheap first cut, the
+//! server validates every request), pinning, or sharing one program between processes.
+//! [`test_run`] runs the program on hand-made frames without any interface, for tests.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::net::IpAddr;
+
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{Array, MapData, MapError, PerCpuArray};
+use aya::programs::xdp::XdpLinkId;
+use aya::programs::{ProgramError, Xdp, XdpFlags};
+use aya::{Ebpf, EbpfError, EbpfLoader};
+use portcullis_xdp_common::{
+    ClientInfo, ClientKeyV4, ClientKeyV6, PortConfig, MAP_CLIENTS_V4, MAP_CLIENTS_V6, MAP_COUNTERS,
+    MAP_PORTS, MAX_CLIENTS, MAX_PORTS, PORTS_INDEX,
+};
+
+pub use portcullis_xdp_common::Reason;
+
+pub mod test_run;
+
+/// Name of the XDP function in the eBPF object.
+const PROGRAM_NAME: &str = "portcullis_xdp";
+
+/// The embedded eBPF object; empty when the crate was built without it.
+fn object() -> &'static [u8] {
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/portcullis-xdp.o"))
+}
+
+/// Whether this binary was built with the eBPF object (via `cargo xtask build`).
+pub fn program_embedded() -> bool {
+    !object().is_empty()
+}
+
+/// How to attach the program.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum XdpMode {
+    /// Generic (SKB) mode: works on every interface, after the kernel allocated the skb.
+    Generic,
+    /// Native (driver) mode: fastest, needs driver support.
+    Native,
+    /// Native, falling back to generic when the driver refuses.
+    #[default]
+    Auto,
+}
+
+impl fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            XdpMode::Generic => "generic",
+            XdpMode::Native => "native",
+            XdpMode::Auto => "auto",
+        })
+    }
+}
+
+/// The mode the program actually got attached in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachedMode {
+    /// Generic (SKB) mode.
+    Generic,
+    /// Native (driver) mode.
+    Native,
+}
+
+impl fmt::Display for AttachedMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AttachedMode::Generic => "generic (skb)",
+            AttachedMode::Native => "native (driver)",
+        })
+    }
+}
+
+/// What to filter and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XdpSettings {
+    /// Interface to attach to.
+    pub interface: String,
+    /// Attach mode.
+    pub mode: XdpMode,
+    /// RADIUS UDP ports to filter (authentication, accounting, ...), at most 8.
+    pub ports: Vec<u16>,
+    /// Client networks as (address, prefix length); host bits are ignored.
+    pub clients: Vec<(IpAddr, u8)>,
+}
+
+/// Why XDP could not be used.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    /// The binary was built without the eBPF object.
+    #[error("this binary was built without the XDP program; build with `cargo xtask build`")]
+    NotEmbedded,
+    /// The kernel refused for lack of privileges.
+    #[error(
+        "permission denied while {during}: XDP needs root or the CAP_BPF and CAP_NET_ADMIN \
+         capabilities"
+    )]
+    PermissionDenied {
+        /// What was being done.
+        during: &'static str,
+    },
+    /// The interface does not exist (in this network namespace).
+    #[error("no network interface named {name:?}")]
+    NoSuchInterface {
+        /// The interface name asked for.
+        name: String,
+    },
+    /// The settings cannot be used (too many ports, bad prefix length, ...).
+    #[error("invalid XDP settings: {reason}")]
+    InvalidSettings {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The embedded object does not have the expected program or map.
+    #[error("the embedded XDP object is not the expected one: {reason}")]
+    BadObject {
+        /// What is missing.
+        reason: String,
+    },
+    /// Parsing the object or creating its maps failed.
+    #[error("loading the XDP object failed")]
+    Load {
+        /// The aya error.
+        #[source]
+        source: EbpfError,
+    },
+    /// The kernel verifier rejected the program (the source includes the verifier log).
+    #[error("the kernel rejected the XDP program")]
+    Verify {
+        /// The aya error, with the verifier log.
+        #[source]
+        source: ProgramError,
+    },
+    /// Attaching to the interface failed.
+    #[error("attaching XDP to {interface} in {mode} mode failed")]
+    Attach {
+        /// The interface.
+        interface: String,
+        /// The mode asked for (for `Auto`: the generic fallback also failed).
+        mode: XdpMode,
+        /// The aya error.
+        #[source]
+        source: ProgramError,
+    },
+    /// Reading or writing a map failed.
+    #[error("XDP map {map} failed")]
+    Map {
+        /// The map name.
+        map: &'static str,
+        /// The aya error.
+        #[source]
+        source: MapError,
+    },
+    /// `BPF_PROG_TEST_RUN` failed.
+    #[error("BPF_PROG_TEST_RUN failed")]
+    TestRun {
+        /// The syscall error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Packet counts per [`Reason`], summed across CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    values: [u64; Reason::COUNT as usize],
+}
+
+impl Counters {
+    /// The count for one reason.
+    pub fn get(&self, reason: Reason) -> u64 {
+        self.values[reason.index() as usize]
+    }
+
+    /// (reason name, count) for every reason, in index order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.by_reason().map(|(r, n)| (r.name(), n))
+    }
+
+    /// (reason, count) for every reason, in index order.
+    pub fn by_reason(&self) -> impl Iterator<Item = (Reason, u64)> + '_ {
+        Reason::ALL.iter().map(|r| (*r, self.get(*r)))
+    }
+
+    /// Packets dropped, all reasons together.
+    pub fn dropped(&self) -> u64 {
+        self.by_reason()
+            .filter(|(r, _)| r.is_drop())
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Packets passed, all reasons together.
+    pub fn passed(&self) -> u64 {
+        self.by_reason()
+            .filter(|(r, _)| !r.is_drop())
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+impl fmt::Display for Counters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let width = Reason::ALL
+            .iter()
+            .map(|r| r.name().len())
+            .max()
+            .unwrap_or(0);
+        writeln!(f, "{:<width$}  {:>12}", "reason", "packets")?;
+        for (name, n) in self.iter() {
+            writeln!(f, "{name:<width$}  {n:>12}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The XDP filter, loaded and attached to one interface. Dropping it detaches the program.
+pub struct XdpFilter {
+    // Field order matters for drop: the link goes before the program and maps.
+    link: Option<XdpLinkId>,
+    loaded: Loaded,
+    interface: String,
+    mode: AttachedMode,
+}
+
+impl fmt::Debug for XdpFilter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("XdpFilter")
+            .field("interface", &self.interface)
+            .field("mode", &self.mode)
+            .field("clients", &self.loaded.clients.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl XdpFilter {
+    /// Load the program, fill its maps from `settings`, then attach it to the interface.
+    pub fn attach(settings: &XdpSettings) -> Result<XdpFilter, XdpError> {
+        let if_index = interface_index(&settings.interface)?;
+        let mut loaded = Loaded::load(settings)?;
+        let (link, mode) = loaded.attach(if_index, &settings.interface, settings.mode)?;
+        Ok(XdpFilter {
+            link: Some(link),
+            loaded,
+            interface: settings.interface.clone(),
+            mode,
+        })
+    }
+
+    /// The mode the program runs in.
+    pub fn attached_mode(&self) -> AttachedMode {
+        self.mode
+    }
+
+    /// The interface the program is attached to.
+    pub fn interface(&self) -> &str {
+        &self.interface
+    }
+
+    /// Replace the client networks (config reload): new entries are inserted first, then the
+    /// removed ones deleted, so a client present in both lists is never dropped meanwhile.
+    pub fn replace_clients(&mut self, clients: &[(IpAddr, u8)]) -> Result<(), XdpError> {
+        self.loaded.replace_clients(clients)
+    }
+
+    /// Packet counts per reason, summed across CPUs.
+    pub fn counters(&self) -> Result<Counters, XdpError> {
+        self.loaded.counters()
+    }
+
+    /// Instructions the verifier processed when loading the program, if the kernel says.
+    pub fn verified_instructions(&self) -> Option<u32> {
+        self.loaded.verified_instructions()
+    }
+}
+
+impl Drop for XdpFilter {
+    fn drop(&mut self) {
+        if let Some(link) = self.link.take() {
+            if let Ok(program) = self.loaded.program_mut() {
+                // Nothing useful to do on failure: dropping the program closes the link fd,
+                // which detaches it anyway.
+                let _ = program.detach(link);
+            }
+        }
+    }
+}
+
+/// A client network with the host bits cleared; the order is only for set operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum ClientNet {
+    V4(ClientKeyV4, u8),
+    V6(ClientKeyV6, u8),
+}
+
+impl ClientNet {
+    fn new(addr: IpAddr, prefix_len: u8) -> Result<ClientNet, XdpError> {
+        let invalid = |max: u8| XdpError::InvalidSettings {
+            reason: format!("client {addr}/{prefix_len}: prefix length over {max}"),
+        };
+        match addr {
+            IpAddr::V4(v4) => {
+                if prefix_len > 32 {
+                    return Err(invalid(32));
+                }
+                Ok(ClientNet::V4(mask(v4.octets(), prefix_len), prefix_len))
+            }
+            IpAddr::V6(v6) => {
+                if prefix_len > 128 {
+                    return Err(invalid(128));
+                }
+                // An IPv4-mapped network is an IPv4 network on the wire.
+                if let (Some(v4), true) = (v6.to_ipv4_mapped(), prefix_len >= 96) {
+                    let len = prefix_len - 96;
+                    return Ok(ClientNet::V4(mask(v4.octets(), len), len));
+                }
+                Ok(ClientNet::V6(mask(v6.octets(), prefix_len), prefix_len))
+            }
+        }
+    }
+}
+
+fn mask<const N: usize>(mut bytes: [u8; N], prefix_len: u8) -> [u8; N] {
+    for (i, b) in bytes.iter_mut().enumerate() {
+        let bits_before = i * 8;
+        let keep = usize::from(prefix_len).saturating_sub(bits_before).min(8);
+        *b &= match keep {
+            0 => 0,
+            k => 0xFFu8 << (8 - k),
+        };
+    }
+    bytes
+}
+
+/// Normalize and number the clients; the value of each is its first position in the list.
+fn normalize_clients(clients: &[(IpAddr, u8)]) -> Result<BTreeMap<ClientNet, u32>, XdpError> {
+    let mut nets = BTreeMap::new();
+    let (mut v4, mut v6) = (0u32, 0u32);
+    for (index, (addr, prefix_len)) in clients.iter().enumerate() {
+        let net = ClientNet::new(*addr, *prefix_len)?;
+        let index = u32::try_from(index).map_err(|_| XdpError::InvalidSettings {
+            reason: "too many clients".into(),
+        })?;
+        if nets.contains_key(&net) {
+            continue;
+        }
+        match net {
+            ClientNet::V4(..) => v4 += 1,
+            ClientNet::V6(..) => v6 += 1,
+        }
+        nets.insert(net, index);
+    }
+    if v4 > MAX_CLIENTS || v6 > MAX_CLIENTS {
+        return Err(XdpError::InvalidSettings {
+            reason: format!(
+                "{v4} IPv4 and {v6} IPv6 client networks; at most {MAX_CLIENTS} of each"
+            ),
+        });
+    }
+    Ok(nets)
+}
+
+fn port_config(ports: &[u16]) -> Result<PortConfig, XdpError> {
+    let mut unique: Vec<u16> = ports.to_vec();
+    unique.sort_unstable();
+    unique.dedup();
+    if unique.is_empty() {
+        return Err(XdpError::InvalidSettings {
+            reason: "no RADIUS port to filter".into(),
+        });
+    }
+    if unique.contains(&0) {
+        return Err(XdpError::InvalidSettings {
+            reason: "port 0 cannot be filtered".into(),
+        });
+    }
+    PortConfig::from_ports(&unique).ok_or_else(|| XdpError::InvalidSettings {
+        reason: format!("{} ports; at most {MAX_PORTS}", unique.len()),
+    })
+}
+
+fn interface_index(name: &str) -> Result<u32, XdpError> {
+    let bad = name.is_empty()
+        || name.len() >= libc::IFNAMSIZ
+        || name
+            .bytes()
+            .any(|b| b == 0 || b == b'/' || b.is_ascii_whitespace());
+    if bad {
+        return Err(XdpError::InvalidSettings {
+            reason: format!("{name:?} is not a valid interface name"),
+        });
+    }
+    let c_name = std::ffi::CString::new(name).map_err(|_| XdpError::InvalidSettings {
+        reason: format!("{name:?} is not a valid interface name"),
+    })?;
+    // SAFETY: c_name is a valid NUL-terminated string that outlives the call.
+    let index = unsafe { libc::if_nametoindex(c_name.as_ptr()) };
+    if index == 0 {
+        return Err(XdpError::NoSuchInterface {
+            name: name.to_owned(),
+        });
+    }
+    Ok(index)
+}
+
+/// Whether an error chain contains an `EPERM` from the kernel.
+fn is_permission_error(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            if io.raw_os_error() == Some(libc::EPERM) {
+                return true;
+            }
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Raise `RLIMIT_MEMLOCK` for kernels that still charge BPF maps to it (before 5.11); newer
+/// kernels use memcg accounting and ignore it. Best effort.
+fn raise_memlock_rlimit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0
+        || limit.rlim_cur == libc::RLIM_INFINITY
+    {
+        return;
+    }
+    let wanted = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
+    // SAFETY: setrlimit reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &wanted) } != 0 {
+        let up_to_hard = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        // SAFETY: as above.
+        let _ = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &up_to_hard) };
+    }
+}
+
+/// The program and its maps, loaded into the kernel but not attached.
+struct Loaded {
+    ebpf: Ebpf,
+    /// Client networks currently in the tries.
+    clients: BTreeMap<ClientNet, u32>,
+}
+
+impl Loaded {
+    fn load(settings: &XdpSettings) -> Result<Loaded, XdpError> {
+        if !program_embedded() {
+            return Err(XdpError::NotEmbedded);
+        }
+        let ports = port_config(&settings.ports)?;
+        let clients = normalize_clients(&settings.clients)?;
+        raise_memlock_rlimit();
+
+        let ebpf = EbpfLoader::new().load(object()).map_err(|source| {
+            if is_permission_error(&source) {
+                XdpError::PermissionDenied {
+                    during: "creating the XDP maps",
+                }
+            } else {
+                XdpError::Load { source }
+            }
+        })?;
+        let mut loaded = Loaded {
+            ebpf,
+            clients: BTreeMap::new(),
+        };
+        loaded.program_mut()?.load().map_err(|source| {
+            if is_permission_error(&source) {
+                XdpError::PermissionDenied {
+                    during: "loading the XDP program",
+                }
+            } else {
+                XdpError::Verify { source }
+            }
+        })?;
+        loaded.set_ports(&ports)?;
+        loaded.install_clients(clients)?;
+        Ok(loaded)
+    }
+
+    fn program_mut(&mut self) -> Result<&mut Xdp, XdpError> {
+        let program = self
+            .ebpf
+            .program_mut(PROGRAM_NAME)
+            .ok_or_else(|| XdpError::BadObject {
+                reason: format!("no program {PROGRAM_NAME}"),
+            })?;
+        program.try_into().map_err(|_| XdpError::BadObject {
+            reason: format!("{PROGRAM_NAME} is not an XDP program"),
+        })
+    }
+
+    fn program(&self) -> Result<&Xdp, XdpError> {
+        let program = self
+            .ebpf
+            .program(PROGRAM_NAME)
+            .ok_or_else(|| XdpError::BadObject {
+                reason: format!("no program {PROGRAM_NAME}"),
+            })?;
+        program.try_into().map_err(|_| XdpError::BadObject {
+            reason: format!("{PROGRAM_NAME} is not an XDP program"),
+        })
+    }
+
+    fn attach(
+        &mut self,
+        if_index: u32,
+        interface: &str,
+        mode: XdpMode,
+    ) -> Result<(XdpLinkId, AttachedMode), XdpError> {
+        let program = self.program_mut()?;
+        let attach_error = |source: ProgramError| {
+            if is_permission_error(&source) {
+                XdpError::PermissionDenied {
+                    during: "attaching the XDP program",
+                }
+            } else {
+                XdpError::Attach {
+                    interface: interface.to_owned(),
+                    mode,
+                    source,
+                }
+            }
+        };
+        match mode {
+            XdpMode::Generic => program
+                .attach_to_if_index(if_index, XdpFlags::SKB_MODE)
+                .map(|link| (link, AttachedMode::Generic))
+                .map_err(attach_error),
+            XdpMode::Native => program
+                .attach_to_if_index(if_index, XdpFlags::DRV_MODE)
+                .map(|link| (link, AttachedMode::Native))
+                .map_err(attach_error),
+            XdpMode::Auto => match program.attach_to_if_index(if_index, XdpFlags::DRV_MODE) {
+                Ok(link) => Ok((link, AttachedMode::Native)),
+                Err(native) if is_permission_error(&native) => Err(attach_error(native)),
+                Err(_) => program
+                    .attach_to_if_index(if_index, XdpFlags::SKB_MODE)
+                    .map(|link| (link, AttachedMode::Generic))
+                    .map_err(attach_error),
+            },
+        }
+    }
+
+    fn set_ports(&mut self, ports: &PortConfig) -> Result<(), XdpError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_PORTS)
+            .ok_or_else(|| missing(MAP_PORTS))?;
+        let mut array: Array<&mut MapData, PortConfig> =
+            Array::try_from(map).map_err(|source| XdpError::Map {
+                map: MAP_PORTS,
+                source,
+            })?;
+        array
+            .set(PORTS_INDEX, ports, 0)
+            .map_err(|source| XdpError::Map {
+                map: MAP_PORTS,
+                source,
+            })
+    }
+
+    fn replace_clients(&mut self, clients: &[(IpAddr, u8)]) -> Result<(), XdpError> {
+        let wanted = normalize_clients(clients)?;
+        self.install_clients(wanted)
+    }
+
+    /// Insert every wanted network (updating the index of kept ones), then delete the rest.
+    fn install_clients(&mut self, wanted: BTreeMap<ClientNet, u32>) -> Result<(), XdpError> {
+        for (net, index) in &wanted {
+            self.trie_insert(*net, ClientInfo { index: *index })?;
+            self.clients.insert(*net, *index);
+        }
+        let stale: Vec<ClientNet> = self
+            .clients
+            .keys()
+            .filter(|net| !wanted.contains_key(net))
+            .copied()
+            .collect();
+        for net in stale {
+            self.trie_remove(net)?;
+            self.clients.remove(&net);
+        }
+        Ok(())
+    }
+
+    fn trie_insert(&mut self, net: ClientNet, info: ClientInfo) -> Result<(), XdpError> {
+        match net {
+            ClientNet::V4(data, len) => {
+                let map_name = MAP_CLIENTS_V4;
+                let mut trie = self.trie::<ClientKeyV4>(map_name)?;
+                trie.insert(&Key::new(u32::from(len), data), info, 0)
+                    .map_err(|source| XdpError::Map {
+                        map: map_name,
+                        source,
+                    })
+            }
+            ClientNet::V6(data, len) => {
+                let map_name = MAP_CLIENTS_V6;
+                let mut trie = self.trie::<ClientKeyV6>(map_name)?;
+                trie.insert(&Key::new(u32::from(len), data), info, 0)
+                    .map_err(|source| XdpError::Map {
+                        map: map_name,
+                        source,
+                    })
+            }
+        }
+    }
+
+    fn trie_remove(&mut self, net: ClientNet) -> Result<(), XdpError> {
+        let result = match net {
+            ClientNet::V4(data, len) => self
+                .trie::<ClientKeyV4>(MAP_CLIENTS_V4)?
+                .remove(&Key::new(u32::from(len), data))
+                .map_err(|source| (MAP_CLIENTS_V4, source)),
+            ClientNet::V6(data, len) => self
+                .trie::<ClientKeyV6>(MAP_CLIENTS_V6)?
+                .remove(&Key::new(u32::from(len), data))
+                .map_err(|source| (MAP_CLIENTS_V6, source)),
+        };
+        match result {
+            Ok(()) => Ok(()),
+            // Already gone is what we wanted.
+            Err((_, MapError::KeyNotFound)) => Ok(()),
+            Err((map, source)) => Err(XdpError::Map { map, source }),
+        }
+    }
+
+    fn trie<K: aya::Pod>(
+        &mut self,
+        name: &'static str,
+    ) -> Result<LpmTrie<&mut MapData, K, ClientInfo>, XdpError> {
+        let map = self.ebpf.map_mut(name).ok_or_else(|| missing(name))?;
+        LpmTrie::try_from(map).map_err(|source| XdpError::Map { map: name, source })
+    }
+
+    fn counters(&self) -> Result<Counters, XdpError> {
+        let map = self
+            .ebpf
+            .map(MAP_COUNTERS)
+            .ok_or_else(|| missing(MAP_COUNTERS))?;
+        let array: PerCpuArray<&MapData, u64> =
+            PerCpuArray::try_from(map).map_err(|source| XdpError::Map {
+                map: MAP_COUNTERS,
+                source,
+            })?;
+        let mut counters = Counters::default();
+        for reason in Reason::ALL {
+            let per_cpu = array
+                .get(&reason.index(), 0)
+                .map_err(|source| XdpError::Map {
+                    map: MAP_COUNTERS,
+                    source,
+                })?;
+            counters.values[reason.index() as usize] =
+                per_cpu.iter().fold(0u64, |sum, n| sum.wrapping_add(*n));
+        }
+        Ok(counters)
+    }
+
+    fn verified_instructions(&self) -> Option<u32> {
+        self.program()
+            .ok()?
+            .info()
+            .ok()?
+            .verified_instruction_count()
+    }
+}
+
+fn missing(map: &str) -> XdpError {
+    XdpError::BadObject {
+        reason: format!("no map {map}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    #[test]
+    fn host_bits_are_cleared() {
+        assert_eq!(mask([10, 1, 2, 3], 8), [10, 0, 0, 0]);
+        assert_eq!(mask([10, 1, 2, 3], 0), [0, 0, 0, 0]);
+        assert_eq!(mask([10, 1, 2, 3], 32), [10, 1, 2, 3]);
+        assert_eq!(mask([0xFF, 0xFF, 0xFF, 0xFF], 20), [0xFF, 0xFF, 0xF0, 0]);
+    }
+
+    #[test]
+    fn clients_are_normalized_and_deduplicated() {
+        let clients = [
+            (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)), 24),
+            (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)), 24),
+            (
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 1, 2, 3, 4)),
+                64,
+            ),
+            (
+                IpAddr::V6(Ipv4Addr::new(198, 51, 100, 1).to_ipv6_mapped()),
+                128,
+            ),
+        ];
+        let nets = normalize_clients(&clients).expect("valid clients");
+        let expected: Vec<(ClientNet, u32)> = vec![
+            (ClientNet::V4([192, 0, 2, 0], 24), 0),
+            (ClientNet::V4([198, 51, 100, 1], 32), 3),
+            (
+                ClientNet::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0).octets(), 64),
+                2,
+            ),
+        ];
+        assert_eq!(nets.into_iter().collect::<Vec<_>>(), expected);
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        assert!(matches!(
+            normalize_clients(&[(v4, 33)]),
+            Err(XdpError::InvalidSettings { .. })
+        ));
+        assert!(matches!(
+            port_config(&[]),
+            Err(XdpError::InvalidSettings { .. })
+        ));
+        assert!(matches!(
+            port_config(&[0]),
+            Err(XdpError::InvalidSettings { .. })
+        ));
+        assert!(matches!(
+            port_config(&[1, 2, 3, 4, 5, 6, 7, 8, 9]),
+            Err(XdpError::InvalidSettings { .. })
+        ));
+        let ok = port_config(&[1813, 1812, 1812]).expect("two distinct ports");
+        assert_eq!(ok.count, 2);
+        assert!(matches!(
+            interface_index("no/such"),
+            Err(XdpError::InvalidSettings { .. })
+        ));
+        assert!(matches!(
+            interface_index("pcx-absent0"),
+            Err(XdpError::NoSuchInterface { .. })
+        ));
+    }
+
+    #[test]
+    fn counters_display_every_reason() {
+        let mut c = Counters::default();
+        c.values[Reason::DropUnknownClientV4.index() as usize] = 7;
+        c.values[Reason::PassKnownClient.index() as usize] = 2;
+        let text = c.to_string();
+        for r in Reason::ALL {
+            assert!(text.contains(r.name()), "{text}");
+        }
+        assert_eq!(c.dropped(), 7);
+        assert_eq!(c.passed(), 2);
+    }
+
+    #[test]
+    fn modes_display_plainly() {
+        assert_eq!(AttachedMode::Generic.to_string(), "generic (skb)");
+        assert_eq!(AttachedMode::Native.to_string(), "native (driver)");
+    }
+}
