@@ -9,12 +9,26 @@ use portcullis_tests::*;
 #[test]
 fn radclient_accounting_request_is_acknowledged_and_logged() {
     let s = Server::start(ServerOpts::default());
-    let r = radclient(None, s.acct, "acct", SECRET,
+    let r = radclient(
+        None,
+        s.acct,
+        "acct",
+        SECRET,
         "User-Name = \"alice\", Acct-Status-Type = Start, Acct-Session-Id = \"sess-0001\", \
-         NAS-IP-Address = 127.0.0.1, Framed-IP-Address = 10.1.2.3, Acct-Input-Octets = 1234\n");
-    assert_eq!(r.code.as_deref(), Some("Accounting-Response"), "{}\n{}", r.output, s.log());
+         NAS-IP-Address = 127.0.0.1, Framed-IP-Address = 10.1.2.3, Acct-Input-Octets = 1234\n",
+    );
+    assert_eq!(
+        r.code.as_deref(),
+        Some("Accounting-Response"),
+        "{}\n{}",
+        r.output,
+        s.log()
+    );
     let lines = s.accounting_lines();
-    let rec = lines.iter().find(|l| l.contains("sess-0001")).unwrap_or_else(|| panic!("record missing: {lines:?}"));
+    let rec = lines
+        .iter()
+        .find(|l| l.contains("sess-0001"))
+        .unwrap_or_else(|| panic!("record missing: {lines:?}"));
     for want in [
         "\"User-Name\":\"alice\"",
         "\"Acct-Status-Type\":\"Start\"",
@@ -31,11 +45,19 @@ fn radclient_accounting_request_is_acknowledged_and_logged() {
 fn accounting_with_a_bad_request_authenticator_is_dropped() {
     let s = Server::start(ServerOpts::default());
     let c = RawClient::new(s.acct);
-    let attrs = vec![(attr::ACCT_STATUS_TYPE, 1u32.to_be_bytes().to_vec()), (attr::ACCT_SESSION_ID, b"forged".to_vec())];
+    let attrs = vec![
+        (attr::ACCT_STATUS_TYPE, 1u32.to_be_bytes().to_vec()),
+        (attr::ACCT_SESSION_ID, b"forged".to_vec()),
+    ];
     let mut pkt = encode(ACCOUNTING_REQUEST, 1, [0; 16], &attrs, false, SECRET);
     pkt[4] ^= 1;
     assert_eq!(c.exchange(&pkt), None);
-    assert_eq!(s.stat("drop.bad_request_authenticator"), 1, "{:?}", s.stats());
+    assert_eq!(
+        s.stat("drop.bad_request_authenticator"),
+        1,
+        "{:?}",
+        s.stats()
+    );
     assert!(s.accounting_lines().iter().all(|l| !l.contains("forged")));
     // Access-Requests are not served on the accounting port.
     let pkt = pap_request(2, "alice", "Alice#Pass1", true, vec![]);
@@ -67,7 +89,14 @@ fn every_acknowledged_record_survives_kill_9() {
                         (attr::ACCT_SESSION_ID, sid.as_bytes().to_vec()),
                         (attr::USER_NAME, b"alice".to_vec()),
                     ];
-                    let pkt = encode(ACCOUNTING_REQUEST, (i % 256) as u8, [0; 16], &attrs, false, SECRET);
+                    let pkt = encode(
+                        ACCOUNTING_REQUEST,
+                        (i % 256) as u8,
+                        [0; 16],
+                        &attrs,
+                        false,
+                        SECRET,
+                    );
                     match c.exchange(&pkt) {
                         Some(r) => {
                             let r = check_reply(&r, &pkt, SECRET);
@@ -101,15 +130,30 @@ fn every_acknowledged_record_survives_kill_9() {
         })
         .collect();
     let missing: Vec<_> = acked.difference(&written).collect();
-    assert!(missing.is_empty(), "{} acknowledged records lost after kill -9: {:?}", missing.len(), &missing[..missing.len().min(10)]);
+    assert!(
+        missing.is_empty(),
+        "{} acknowledged records lost after kill -9: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
 }
 
 #[test]
 fn sigterm_answers_in_flight_work_and_exits_cleanly() {
     let mut s = Server::start(ServerOpts::default());
-    let r = radclient(None, s.acct, "acct", SECRET,
-        "User-Name = \"alice\", Acct-Status-Type = Stop, Acct-Session-Id = \"term-1\"\n");
-    assert_eq!(r.code.as_deref(), Some("Accounting-Response"), "{}", r.output);
+    let r = radclient(
+        None,
+        s.acct,
+        "acct",
+        SECRET,
+        "User-Name = \"alice\", Acct-Status-Type = Stop, Acct-Session-Id = \"term-1\"\n",
+    );
+    assert_eq!(
+        r.code.as_deref(),
+        Some("Accounting-Response"),
+        "{}",
+        r.output
+    );
     let st = s.terminate();
     assert!(st.success(), "exit status {st}\n{}", s.log());
     assert!(s.log().contains("accounting flushed"), "{}", s.log());

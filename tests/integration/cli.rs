@@ -23,9 +23,17 @@ fn check_config_reports_file_line_and_reason() {
 fn check_config_refuses_a_broken_users_file_with_its_line() {
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users.toml");
-    std::fs::write(&users, "[[user]]\nname = \"a\"\npassword = \"{SSHA512}notbase64!!\"\n").unwrap();
+    std::fs::write(
+        &users,
+        "[[user]]\nname = \"a\"\npassword = \"{SSHA512}notbase64!!\"\n",
+    )
+    .unwrap();
     let cfg = dir.path().join("c.toml");
-    std::fs::write(&cfg, "[users]\nfile = \"users.toml\"\n[[client]]\naddress = \"10.0.0.0/8\"\nsecret = \"s\"\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[users]\nfile = \"users.toml\"\n[[client]]\naddress = \"10.0.0.0/8\"\nsecret = \"s\"\n",
+    )
+    .unwrap();
     let (st, _, err) = portcullis(&["check-config", cfg.to_str().unwrap()], None);
     assert!(!st.success());
     assert!(err.contains("users.toml:3"), "{err}");
@@ -38,13 +46,32 @@ fn users_file_holds_no_plain_passwords() {
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(!text.contains("Alice#Pass1"), "{text}");
     assert!(text.contains("alice"));
-    let (st, out, _) = portcullis(&["users", "--file", file.to_str().unwrap(), "--key-file", key.to_str().unwrap(), "list"], None);
+    let (st, out, _) = portcullis(
+        &[
+            "users",
+            "--file",
+            file.to_str().unwrap(),
+            "--key-file",
+            key.to_str().unwrap(),
+            "list",
+        ],
+        None,
+    );
     assert!(st.success());
     assert!(out.contains("alice"), "{out}");
     assert!(!out.contains("SSHA"), "list must not print hashes: {out}");
     // Adding the same user twice is refused.
     let (st, _, err) = portcullis(
-        &["users", "--file", file.to_str().unwrap(), "--key-file", key.to_str().unwrap(), "add", "alice", "--password-stdin"],
+        &[
+            "users",
+            "--file",
+            file.to_str().unwrap(),
+            "--key-file",
+            key.to_str().unwrap(),
+            "add",
+            "alice",
+            "--password-stdin",
+        ],
         Some("x\n"),
     );
     assert!(!st.success());

@@ -26,8 +26,14 @@ fn same_identifier_with_new_authenticator_is_a_new_request() {
     let a = pap_request(7, "alice", "Alice#Pass1", true, vec![]);
     let b = pap_request(7, "alice", "wrong", true, vec![]);
     assert_ne!(a[4..20], b[4..20]);
-    assert_eq!(check_reply(&c.exchange(&a).unwrap(), &a, SECRET).code, ACCESS_ACCEPT);
-    assert_eq!(check_reply(&c.exchange(&b).unwrap(), &b, SECRET).code, ACCESS_REJECT);
+    assert_eq!(
+        check_reply(&c.exchange(&a).unwrap(), &a, SECRET).code,
+        ACCESS_ACCEPT
+    );
+    assert_eq!(
+        check_reply(&c.exchange(&b).unwrap(), &b, SECRET).code,
+        ACCESS_REJECT
+    );
     assert_eq!(s.stat("identifier_reused"), 1, "{:?}", s.stats());
 }
 
@@ -44,6 +50,10 @@ fn accounting_retransmission_is_recorded_once() {
     let first = c.exchange(&pkt).expect("no reply");
     let again = c.exchange(&pkt).expect("no reply to retransmission");
     assert_eq!(first, again);
-    let recs: Vec<_> = s.accounting_lines().into_iter().filter(|l| l.contains("dup-1")).collect();
+    let recs: Vec<_> = s
+        .accounting_lines()
+        .into_iter()
+        .filter(|l| l.contains("dup-1"))
+        .collect();
     assert_eq!(recs.len(), 1, "{recs:?}");
 }

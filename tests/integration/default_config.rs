@@ -25,40 +25,98 @@ fn embedded_default_serves_the_demo_users_with_xdp_on_lo() {
     let sock = cwd.path().join("data/portcullis.sock");
     let deadline = Instant::now() + Duration::from_secs(20);
     while std::os::unix::net::UnixStream::connect(&sock).is_err() {
-        assert!(Instant::now() < deadline, "not ready: {}", std::fs::read_to_string(&log_path).unwrap());
-        assert!(child.try_wait().unwrap().is_none(), "exited: {}", std::fs::read_to_string(&log_path).unwrap());
+        assert!(
+            Instant::now() < deadline,
+            "not ready: {}",
+            std::fs::read_to_string(&log_path).unwrap()
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "exited: {}",
+            std::fs::read_to_string(&log_path).unwrap()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let auth = "127.0.0.1:1812".parse().unwrap();
     let acct = "127.0.0.1:1813".parse().unwrap();
     let ns_name = Some(ns.name.as_str());
-    let ok = radclient(ns_name, auth, "auth", "testing123",
-        "User-Name = \"alice\", User-Password = \"Alice#Pass1\", Message-Authenticator = 0x00\n");
+    let ok = radclient(
+        ns_name,
+        auth,
+        "auth",
+        "testing123",
+        "User-Name = \"alice\", User-Password = \"Alice#Pass1\", Message-Authenticator = 0x00\n",
+    );
     assert_eq!(ok.code.as_deref(), Some("Access-Accept"), "{}", ok.output);
-    let bob = radclient(ns_name, auth, "auth", "testing123",
-        "User-Name = \"bob\", CHAP-Password = \"Bob#Pass1\", Message-Authenticator = 0x00\n");
+    let bob = radclient(
+        ns_name,
+        auth,
+        "auth",
+        "testing123",
+        "User-Name = \"bob\", CHAP-Password = \"Bob#Pass1\", Message-Authenticator = 0x00\n",
+    );
     assert_eq!(bob.code.as_deref(), Some("Access-Accept"), "{}", bob.output);
-    let bad = radclient(ns_name, auth, "auth", "testing123",
-        "User-Name = \"alice\", User-Password = \"Bob#Pass1\", Message-Authenticator = 0x00\n");
+    let bad = radclient(
+        ns_name,
+        auth,
+        "auth",
+        "testing123",
+        "User-Name = \"alice\", User-Password = \"Bob#Pass1\", Message-Authenticator = 0x00\n",
+    );
     assert_eq!(bad.code.as_deref(), Some("Access-Reject"), "{}", bad.output);
-    let no_ma = radclient(ns_name, auth, "auth", "testing123",
-        "User-Name = \"alice\", User-Password = \"Alice#Pass1\"\n");
+    let no_ma = radclient(
+        ns_name,
+        auth,
+        "auth",
+        "testing123",
+        "User-Name = \"alice\", User-Password = \"Alice#Pass1\"\n",
+    );
     assert_eq!(no_ma.code, None, "{}", no_ma.output);
-    let acct_r = radclient(ns_name, acct, "acct", "testing123",
-        "User-Name = \"alice\", Acct-Status-Type = Start, Acct-Session-Id = \"default-1\"\n");
-    assert_eq!(acct_r.code.as_deref(), Some("Accounting-Response"), "{}", acct_r.output);
-    let files: Vec<_> = std::fs::read_dir(cwd.path().join("data/accounting")).unwrap().map(|e| e.unwrap().path()).collect();
-    assert!(files.iter().any(|f| std::fs::read_to_string(f).unwrap().contains("default-1")), "{files:?}");
+    let acct_r = radclient(
+        ns_name,
+        acct,
+        "acct",
+        "testing123",
+        "User-Name = \"alice\", Acct-Status-Type = Start, Acct-Session-Id = \"default-1\"\n",
+    );
+    assert_eq!(
+        acct_r.code.as_deref(),
+        Some("Accounting-Response"),
+        "{}",
+        acct_r.output
+    );
+    let files: Vec<_> = std::fs::read_dir(cwd.path().join("data/accounting"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        files
+            .iter()
+            .any(|f| std::fs::read_to_string(f).unwrap().contains("default-1")),
+        "{files:?}"
+    );
 
     // `portcullis stats` finds the default control socket and shows XDP attached in generic mode.
-    let out = Command::new(portcullis_bin()).arg("stats").current_dir(cwd.path()).output().unwrap();
+    let out = Command::new(portcullis_bin())
+        .arg("stats")
+        .current_dir(cwd.path())
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("xdp.active 1"), "{text}");
     assert!(text.contains("access_accept 2"), "{text}");
 
     // SAFETY: kill(2) on our child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let st = child.wait().unwrap();
-    assert!(st.success(), "{st}: {}", std::fs::read_to_string(&log_path).unwrap());
+    assert!(
+        st.success(),
+        "{st}: {}",
+        std::fs::read_to_string(&log_path).unwrap()
+    );
 }

@@ -11,4 +11,5 @@ mod dedup;
 mod default_config;
 mod malformed;
 mod mschapv2;
+mod reload;
 mod xdp;

@@ -26,32 +26,76 @@ fn malformed_packets_are_counted_and_dropped_while_serving_continues() {
     oversize.resize(5000, 0);
     cases.push(("oversize datagram", oversize));
     let auth = authenticator(3);
-    let dup_pw = encode(ACCESS_REQUEST, 3, auth, &vec![
-        (attr::USER_NAME, b"alice".to_vec()),
-        (attr::USER_PASSWORD, hide_password(b"Alice#Pass1", SECRET, &auth)),
-        (attr::USER_PASSWORD, hide_password(b"Alice#Pass1", SECRET, &auth)),
-    ], true, SECRET);
+    let dup_pw = encode(
+        ACCESS_REQUEST,
+        3,
+        auth,
+        &vec![
+            (attr::USER_NAME, b"alice".to_vec()),
+            (
+                attr::USER_PASSWORD,
+                hide_password(b"Alice#Pass1", SECRET, &auth),
+            ),
+            (
+                attr::USER_PASSWORD,
+                hide_password(b"Alice#Pass1", SECRET, &auth),
+            ),
+        ],
+        true,
+        SECRET,
+    );
     cases.push(("duplicate User-Password", dup_pw));
-    let both = encode(ACCESS_REQUEST, 4, auth, &vec![
-        (attr::USER_NAME, b"alice".to_vec()),
-        (attr::USER_PASSWORD, hide_password(b"Alice#Pass1", SECRET, &auth)),
-        (attr::CHAP_PASSWORD, vec![1; 17]),
-    ], true, SECRET);
+    let both = encode(
+        ACCESS_REQUEST,
+        4,
+        auth,
+        &vec![
+            (attr::USER_NAME, b"alice".to_vec()),
+            (
+                attr::USER_PASSWORD,
+                hide_password(b"Alice#Pass1", SECRET, &auth),
+            ),
+            (attr::CHAP_PASSWORD, vec![1; 17]),
+        ],
+        true,
+        SECRET,
+    );
     cases.push(("User-Password and CHAP-Password", both));
-    let bad_code = encode(99, 5, auth, &vec![(attr::USER_NAME, b"alice".to_vec())], true, SECRET);
+    let bad_code = encode(
+        99,
+        5,
+        auth,
+        &vec![(attr::USER_NAME, b"alice".to_vec())],
+        true,
+        SECRET,
+    );
     cases.push(("unknown code", bad_code));
 
     let before = s.stat("dropped");
     for (what, pkt) in &cases {
         assert_eq!(c.exchange(pkt), None, "{what}: answered");
     }
-    assert_eq!(s.stat("dropped") - before, cases.len() as u64, "{:?}", s.stats());
+    assert_eq!(
+        s.stat("dropped") - before,
+        cases.len() as u64,
+        "{:?}",
+        s.stats()
+    );
     let stats = s.stats();
-    assert!(stats.keys().any(|k| k.starts_with("drop.") && k != "drop.oversize"), "{stats:?}");
+    assert!(
+        stats
+            .keys()
+            .any(|k| k.starts_with("drop.") && k != "drop.oversize"),
+        "{stats:?}"
+    );
     assert_eq!(s.stat("drop.oversize"), 1, "{stats:?}");
 
     // Still serving.
-    let r = check_reply(&c.exchange(&good).expect("server stopped answering"), &good, SECRET);
+    let r = check_reply(
+        &c.exchange(&good).expect("server stopped answering"),
+        &good,
+        SECRET,
+    );
     assert_eq!(r.code, ACCESS_ACCEPT);
 }
 
@@ -65,7 +109,9 @@ fn random_garbage_never_stops_the_server() {
         x ^= x >> 7;
         x ^= x << 17;
         let len = (x % 300) as usize;
-        let mut pkt: Vec<u8> = (0..len).map(|j| (x.rotate_left(j as u32 % 64) & 0xff) as u8).collect();
+        let mut pkt: Vec<u8> = (0..len)
+            .map(|j| (x.rotate_left(j as u32 % 64) & 0xff) as u8)
+            .collect();
         if pkt.len() >= 4 && i % 2 == 0 {
             pkt[0] = 1; // make it look like an Access-Request
             pkt[2..4].copy_from_slice(&(len as u16).to_be_bytes());

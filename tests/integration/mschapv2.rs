@@ -23,17 +23,38 @@ fn request(id: u8, user: &str, nt_response: &[u8]) -> Vec<u8> {
     resp.extend(hex::decode(PEER_CHALLENGE).unwrap());
     resp.extend([0u8; 8]);
     resp.extend_from_slice(nt_response);
-    encode(ACCESS_REQUEST, id, auth, &vec![
-        (attr::USER_NAME, user.as_bytes().to_vec()),
-        (attr::VENDOR_SPECIFIC, vsa(MICROSOFT, MS_CHAP_CHALLENGE, &hex::decode(AUTH_CHALLENGE).unwrap())),
-        (attr::VENDOR_SPECIFIC, vsa(MICROSOFT, MS_CHAP2_RESPONSE, &resp)),
-    ], true, SECRET)
+    encode(
+        ACCESS_REQUEST,
+        id,
+        auth,
+        &vec![
+            (attr::USER_NAME, user.as_bytes().to_vec()),
+            (
+                attr::VENDOR_SPECIFIC,
+                vsa(
+                    MICROSOFT,
+                    MS_CHAP_CHALLENGE,
+                    &hex::decode(AUTH_CHALLENGE).unwrap(),
+                ),
+            ),
+            (
+                attr::VENDOR_SPECIFIC,
+                vsa(MICROSOFT, MS_CHAP2_RESPONSE, &resp),
+            ),
+        ],
+        true,
+        SECRET,
+    )
 }
 
 #[test]
 fn rfc2759_worked_example_through_the_server_with_rfc3079_keys() {
     let s = Server::start(ServerOpts {
-        users: vec![User { name: "User", password: "clientPass", chap: false }],
+        users: vec![User {
+            name: "User",
+            password: "clientPass",
+            chap: false,
+        }],
         ..Default::default()
     });
     let c = RawClient::new(s.auth);
@@ -41,15 +62,33 @@ fn rfc2759_worked_example_through_the_server_with_rfc3079_keys() {
     let pkt = request(1, "User", &nt);
     let r = check_reply(&c.exchange(&pkt).expect("no reply"), &pkt, SECRET);
     assert_eq!(r.code, ACCESS_ACCEPT, "{}", s.log());
-    let success = r.vsa(MICROSOFT, MS_CHAP2_SUCCESS).expect("no MS-CHAP2-Success");
-    assert_eq!(success[0], 1, "MS-CHAP2-Success ident must echo the response ident");
+    let success = r
+        .vsa(MICROSOFT, MS_CHAP2_SUCCESS)
+        .expect("no MS-CHAP2-Success");
+    assert_eq!(
+        success[0], 1,
+        "MS-CHAP2-Success ident must echo the response ident"
+    );
     assert_eq!(std::str::from_utf8(&success[1..]).unwrap(), AUTH_RESPONSE);
 
     // MPPE keys: decrypt the salted attributes (RFC 2548) and compare with RFC 3079 §3.5.3.
     let req_auth: [u8; 16] = pkt[4..20].try_into().unwrap();
-    let send = salt_decrypt(r.vsa(MICROSOFT, MS_MPPE_SEND_KEY).expect("no MS-MPPE-Send-Key"), SECRET, &req_auth);
-    let recv = salt_decrypt(r.vsa(MICROSOFT, MS_MPPE_RECV_KEY).expect("no MS-MPPE-Recv-Key"), SECRET, &req_auth);
-    let hash_hash: [u8; 16] = hex::decode("41C00C584BD2D91C4017A2A12FA59F3F").unwrap().try_into().unwrap();
+    let send = salt_decrypt(
+        r.vsa(MICROSOFT, MS_MPPE_SEND_KEY)
+            .expect("no MS-MPPE-Send-Key"),
+        SECRET,
+        &req_auth,
+    );
+    let recv = salt_decrypt(
+        r.vsa(MICROSOFT, MS_MPPE_RECV_KEY)
+            .expect("no MS-MPPE-Recv-Key"),
+        SECRET,
+        &req_auth,
+    );
+    let hash_hash: [u8; 16] = hex::decode("41C00C584BD2D91C4017A2A12FA59F3F")
+        .unwrap()
+        .try_into()
+        .unwrap();
     let nt24: [u8; 24] = nt.clone().try_into().unwrap();
     let keys = portcullis_auth::mppe::MppeKeys::derive(&hash_hash, &nt24);
     assert_eq!(send, keys.send_key().to_vec());
@@ -62,7 +101,11 @@ fn rfc2759_worked_example_through_the_server_with_rfc3079_keys() {
 #[test]
 fn wrong_password_gets_ms_chap_error_691() {
     let s = Server::start(ServerOpts {
-        users: vec![User { name: "User", password: "otherPass", chap: false }],
+        users: vec![User {
+            name: "User",
+            password: "otherPass",
+            chap: false,
+        }],
         ..Default::default()
     });
     let c = RawClient::new(s.auth);
@@ -80,7 +123,11 @@ fn wrong_password_gets_ms_chap_error_691() {
 #[test]
 fn domain_prefixed_user_name_is_stripped_for_the_challenge_hash() {
     let s = Server::start(ServerOpts {
-        users: vec![User { name: "User", password: "clientPass", chap: false }],
+        users: vec![User {
+            name: "User",
+            password: "clientPass",
+            chap: false,
+        }],
         ..Default::default()
     });
     let c = RawClient::new(s.auth);

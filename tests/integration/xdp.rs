@@ -13,25 +13,53 @@ fn unknown_client_dropped_in_the_kernel_inside_a_netns() {
     let s = Server::start(ServerOpts {
         netns: Some(ns.name.clone()),
         xdp: "[xdp]\nmode = \"generic\"\ninterfaces = [\"lo\"]\nrequired = true\n".into(),
-        clients: format!("[[client]]\nname = \"known\"\naddress = \"127.0.0.1/32\"\nsecret = \"{SECRET}\"\n"),
+        clients: format!(
+            "[[client]]\nname = \"known\"\naddress = \"127.0.0.1/32\"\nsecret = \"{SECRET}\"\n"
+        ),
         auth_listen: vec![format!("127.0.0.1:{port}"), format!("127.1.0.1:{port}")],
         acct_listen: vec![format!("127.0.0.1:{}", port + 1)],
         ..Default::default()
     });
-    assert_eq!(s.stats().get("xdp.active").map(String::as_str), Some("1"), "{:?}\n{}", s.stats(), s.log());
+    assert_eq!(
+        s.stats().get("xdp.active").map(String::as_str),
+        Some("1"),
+        "{:?}\n{}",
+        s.stats(),
+        s.log()
+    );
     assert!(s.log().contains("generic"), "{}", s.log());
 
-    let ok = radclient(Some(&ns.name), s.auth, "auth", SECRET,
-        "User-Name = \"alice\", User-Password = \"Alice#Pass1\", Message-Authenticator = 0x00\n");
-    assert_eq!(ok.code.as_deref(), Some("Access-Accept"), "{}\n{}", ok.output, s.log());
+    let ok = radclient(
+        Some(&ns.name),
+        s.auth,
+        "auth",
+        SECRET,
+        "User-Name = \"alice\", User-Password = \"Alice#Pass1\", Message-Authenticator = 0x00\n",
+    );
+    assert_eq!(
+        ok.code.as_deref(),
+        Some("Access-Accept"),
+        "{}\n{}",
+        ok.output,
+        s.log()
+    );
 
     let drops_before = s.stat("xdp.lo.drop_unknown_client_v4");
     let unknown: std::net::SocketAddr = format!("127.1.0.1:{port}").parse().unwrap();
-    let r = radclient(Some(&ns.name), unknown, "auth", SECRET,
-        "User-Name = \"alice\", User-Password = \"Alice#Pass1\", Message-Authenticator = 0x00\n");
+    let r = radclient(
+        Some(&ns.name),
+        unknown,
+        "auth",
+        SECRET,
+        "User-Name = \"alice\", User-Password = \"Alice#Pass1\", Message-Authenticator = 0x00\n",
+    );
     assert_eq!(r.code, None, "unknown client answered: {}", r.output);
     let dropped = s.stat("xdp.lo.drop_unknown_client_v4") - drops_before;
-    assert!(dropped >= 1, "kernel drop counter did not move: {:?}", s.stats());
+    assert!(
+        dropped >= 1,
+        "kernel drop counter did not move: {:?}",
+        s.stats()
+    );
     // Userspace never saw them: its unknown-client counter stayed at zero.
     assert_eq!(s.stat("drop.unknown_client"), 0, "{:?}", s.stats());
     assert!(s.stat("xdp.lo.pass_known_client") >= 1, "{:?}", s.stats());
@@ -44,15 +72,22 @@ fn without_xdp_the_same_traffic_is_filtered_in_userspace() {
     let port = free_port();
     let s = Server::start(ServerOpts {
         netns: Some(ns.name.clone()),
-        clients: format!("[[client]]\nname = \"known\"\naddress = \"127.0.0.1/32\"\nsecret = \"{SECRET}\"\n"),
+        clients: format!(
+            "[[client]]\nname = \"known\"\naddress = \"127.0.0.1/32\"\nsecret = \"{SECRET}\"\n"
+        ),
         auth_listen: vec![format!("127.0.0.1:{port}"), format!("127.1.0.1:{port}")],
         acct_listen: vec![format!("127.0.0.1:{}", port + 1)],
         ..Default::default()
     });
     assert_eq!(s.stats().get("xdp.active").map(String::as_str), Some("0"));
     let unknown: std::net::SocketAddr = format!("127.1.0.1:{port}").parse().unwrap();
-    let r = radclient(Some(&ns.name), unknown, "auth", SECRET,
-        "User-Name = \"alice\", User-Password = \"Alice#Pass1\", Message-Authenticator = 0x00\n");
+    let r = radclient(
+        Some(&ns.name),
+        unknown,
+        "auth",
+        SECRET,
+        "User-Name = \"alice\", User-Password = \"Alice#Pass1\", Message-Authenticator = 0x00\n",
+    );
     assert_eq!(r.code, None, "{}", r.output);
     assert!(s.stat("drop.unknown_client") >= 1, "{:?}", s.stats());
 }

@@ -24,7 +24,9 @@ pub const SECRET: &str = "testing123";
 pub fn portcullis_bin() -> PathBuf {
     let p = std::env::var_os("PORTCULLIS_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/portcullis"));
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/portcullis")
+        });
     assert!(
         p.exists(),
         "portcullis binary not found at {} — run the tests with `cargo xtask test`",
@@ -42,7 +44,10 @@ pub fn require_tool(name: &str) {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    assert!(ok, "`{name}` is not installed — run the tests with `cargo xtask test`, which installs it");
+    assert!(
+        ok,
+        "`{name}` is not installed — run the tests with `cargo xtask test`, which installs it"
+    );
 }
 
 pub fn is_root() -> bool {
@@ -55,7 +60,9 @@ pub fn free_port() -> u16 {
     loop {
         let s = UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = s.local_addr().unwrap().port();
-        if UdpSocket::bind(("::1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
+        if UdpSocket::bind(("::1", port)).is_ok()
+            && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok()
+        {
             return port;
         }
     }
@@ -119,12 +126,21 @@ pub struct Server {
 pub fn portcullis(args: &[&str], stdin: Option<&str>) -> (ExitStatus, String, String) {
     let mut c = Command::new(portcullis_bin());
     c.args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = c.spawn().expect("spawn portcullis");
     if let Some(input) = stdin {
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
     }
     let out = child.wait_with_output().unwrap();
     (
@@ -139,7 +155,14 @@ pub fn make_users(dir: &Path, users: &[User]) -> (PathBuf, PathBuf) {
     let file = dir.join("users.toml");
     let key = dir.join("users.key");
     let (st, _, err) = portcullis(
-        &["users", "--file", file.to_str().unwrap(), "--key-file", key.to_str().unwrap(), "gen-key"],
+        &[
+            "users",
+            "--file",
+            file.to_str().unwrap(),
+            "--key-file",
+            key.to_str().unwrap(),
+            "gen-key",
+        ],
         None,
     );
     assert!(st.success(), "users gen-key failed: {err}");
@@ -246,8 +269,20 @@ impl Server {
         panic!("server did not become ready in 20 s:\n{}", self.log());
     }
 
+    /// The server's log so far. Log lines reach the file through the server's writer thread,
+    /// so this reads until the file has stopped growing (bounded), not a half-flushed state.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+        let read = || std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut last = read();
+        loop {
+            std::thread::sleep(Duration::from_millis(30));
+            let now = read();
+            if now.len() == last.len() || Instant::now() > deadline {
+                return now;
+            }
+            last = now;
+        }
     }
 
     fn try_stats(&self) -> Option<BTreeMap<String, String>> {
@@ -271,7 +306,10 @@ impl Server {
     pub fn stat(&self, name: &str) -> u64 {
         self.stats()
             .get(name)
-            .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} = {v} is not a number")))
+            .map(|v| {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{name} = {v} is not a number"))
+            })
             .unwrap_or(0)
     }
 
@@ -281,6 +319,13 @@ impl Server {
         // SAFETY: plain kill(2) on our child's pid.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         wait_bounded(&mut child, Duration::from_secs(20))
+    }
+
+    /// Sends a signal to the server (e.g. SIGHUP to reload).
+    pub fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().expect("server stopped").id() as i32;
+        // SAFETY: plain kill(2) on our child's pid.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
     }
 
     /// SIGKILL: no chance to flush anything.
@@ -343,7 +388,13 @@ pub struct RadReply {
 }
 
 /// Sends one request with `radclient` (`cmd` is auth, acct or status) and reports the reply.
-pub fn radclient(netns: Option<&str>, server: SocketAddr, cmd: &str, secret: &str, attrs: &str) -> RadReply {
+pub fn radclient(
+    netns: Option<&str>,
+    server: SocketAddr,
+    cmd: &str,
+    secret: &str,
+    attrs: &str,
+) -> RadReply {
     require_tool("radclient");
     let mut c = match netns {
         Some(ns) => {
@@ -363,7 +414,12 @@ pub fn radclient(netns: Option<&str>, server: SocketAddr, cmd: &str, secret: &st
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let mut child = c.spawn().expect("spawn radclient");
-    child.stdin.take().unwrap().write_all(attrs.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(attrs.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let output = format!(
         "{}{}",
@@ -418,7 +474,14 @@ fn md5(parts: &[&[u8]]) -> [u8; 16] {
 /// Encodes a packet: header, then attributes in order; `ma` adds a Message-Authenticator first
 /// and computes it (RFC 3579 §3.2: HMAC-MD5 over the packet with the field zeroed).
 /// For Accounting-Request the Request Authenticator is computed (RFC 2866 §3).
-pub fn encode(code: u8, id: u8, authenticator: [u8; 16], attrs: &Attrs, ma: bool, secret: &str) -> Vec<u8> {
+pub fn encode(
+    code: u8,
+    id: u8,
+    authenticator: [u8; 16],
+    attrs: &Attrs,
+    ma: bool,
+    secret: &str,
+) -> Vec<u8> {
     let mut p = vec![code, id, 0, 0];
     let auth_field = if code == ACCOUNTING_REQUEST {
         [0u8; 16]
@@ -469,7 +532,11 @@ pub fn hide_password(password: &[u8], secret: &str, authenticator: &[u8; 16]) ->
 
 /// RFC 2548 §2.4.2 salt decryption (MS-MPPE-Send-Key / Recv-Key); returns the key.
 pub fn salt_decrypt(value: &[u8], secret: &str, request_authenticator: &[u8; 16]) -> Vec<u8> {
-    assert!(value.len() >= 18 && (value.len() - 2) % 16 == 0, "bad salted value length {}", value.len());
+    assert!(
+        value.len() >= 18 && (value.len() - 2) % 16 == 0,
+        "bad salted value length {}",
+        value.len()
+    );
     assert!(value[0] & 0x80 != 0, "salt high bit not set");
     let salt = &value[..2];
     let mut plain = Vec::new();
@@ -503,17 +570,29 @@ pub struct Reply {
 
 impl Reply {
     pub fn get(&self, t: u8) -> Option<&[u8]> {
-        self.attrs.iter().find(|(a, _)| *a == t).map(|(_, v)| v.as_slice())
+        self.attrs
+            .iter()
+            .find(|(a, _)| *a == t)
+            .map(|(_, v)| v.as_slice())
     }
     pub fn get_all(&self, t: u8) -> Vec<&[u8]> {
-        self.attrs.iter().filter(|(a, _)| *a == t).map(|(_, v)| v.as_slice()).collect()
+        self.attrs
+            .iter()
+            .filter(|(a, _)| *a == t)
+            .map(|(_, v)| v.as_slice())
+            .collect()
     }
     /// Value of a vendor-specific sub-attribute.
     pub fn vsa(&self, vendor: u32, vtype: u8) -> Option<&[u8]> {
-        self.get_all(attr::VENDOR_SPECIFIC).into_iter().find_map(|v| {
-            (v.len() >= 6 && v[..4] == vendor.to_be_bytes() && v[4] == vtype && v.len() >= 4 + v[5] as usize)
-                .then(|| &v[6..4 + v[5] as usize])
-        })
+        self.get_all(attr::VENDOR_SPECIFIC)
+            .into_iter()
+            .find_map(|v| {
+                (v.len() >= 6
+                    && v[..4] == vendor.to_be_bytes()
+                    && v[4] == vtype
+                    && v.len() >= 4 + v[5] as usize)
+                    .then(|| &v[6..4 + v[5] as usize])
+            })
     }
 }
 
@@ -526,7 +605,11 @@ pub fn check_reply(raw: &[u8], request: &[u8], secret: &str) -> Reply {
     let req_auth: [u8; 16] = request[4..20].try_into().unwrap();
     // Response Authenticator (RFC 2865 §3).
     let expect = md5(&[&raw[..4], &req_auth, &raw[20..], secret.as_bytes()]);
-    assert_eq!(&raw[4..20], &expect, "Response Authenticator does not verify");
+    assert_eq!(
+        &raw[4..20],
+        &expect,
+        "Response Authenticator does not verify"
+    );
     let mut attrs = Vec::new();
     let mut i = 20;
     while i < raw.len() {
@@ -553,7 +636,11 @@ pub fn check_reply(raw: &[u8], request: &[u8], secret: &str) -> Reply {
     let mut zeroed = raw.to_vec();
     zeroed[4..20].copy_from_slice(&field);
     zeroed[22..38].fill(0);
-    assert_eq!(&raw[22..38], &hmac_md5(secret.as_bytes(), &zeroed), "reply Message-Authenticator invalid");
+    assert_eq!(
+        &raw[22..38],
+        &hmac_md5(secret.as_bytes(), &zeroed),
+        "reply Message-Authenticator invalid"
+    );
     Reply {
         code: raw[0],
         id: raw[1],
@@ -569,9 +656,14 @@ pub struct RawClient {
 
 impl RawClient {
     pub fn new(server: SocketAddr) -> RawClient {
-        let bind = if server.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" };
+        let bind = if server.is_ipv6() {
+            "[::1]:0"
+        } else {
+            "127.0.0.1:0"
+        };
         let sock = UdpSocket::bind(bind).unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(1500))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(1500)))
+            .unwrap();
         sock.connect(server).unwrap();
         RawClient { sock }
     }
@@ -585,7 +677,14 @@ impl RawClient {
         let mut buf = [0u8; 4096];
         match self.sock.recv(&mut buf) {
             Ok(n) => Some(buf[..n].to_vec()),
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => None,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                None
+            }
             Err(e) => panic!("recv: {e}"),
         }
     }
@@ -610,7 +709,10 @@ pub fn pap_request(id: u8, user: &str, password: &str, ma: bool, extra: Attrs) -
     let auth = authenticator(u64::from(id));
     let mut attrs: Attrs = vec![
         (attr::USER_NAME, user.as_bytes().to_vec()),
-        (attr::USER_PASSWORD, hide_password(password.as_bytes(), SECRET, &auth)),
+        (
+            attr::USER_PASSWORD,
+            hide_password(password.as_bytes(), SECRET, &auth),
+        ),
         (attr::NAS_IP_ADDRESS, vec![127, 0, 0, 1]),
     ];
     attrs.extend(extra);
@@ -626,11 +728,17 @@ pub struct Netns {
 
 impl Netns {
     pub fn new(tag: &str) -> Netns {
-        assert!(is_root(), "network namespace tests need root (CI and `cargo xtask test` run as root)");
+        assert!(
+            is_root(),
+            "network namespace tests need root (CI and `cargo xtask test` run as root)"
+        );
         require_tool("ip");
         let name = format!("pc-{tag}-{}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        let st = Command::new("ip").args(["netns", "add", &name]).status().unwrap();
+        let st = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .unwrap();
         assert!(st.success(), "ip netns add {name} failed");
         let ns = Netns { name };
         ns.exec(&["ip", "link", "set", "lo", "up"]);
@@ -649,6 +757,8 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
     }
 }

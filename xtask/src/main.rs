@@ -70,10 +70,7 @@ const HELP: &str = "usage: cargo xtask <setup|build|run|test|lint|fuzz|bench> [A
 
 fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or(manifest)
+    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
 }
 
 fn cargo() -> Command {
@@ -131,7 +128,10 @@ fn ensure_debian_packages(pkgs: &[&str]) -> Result<()> {
         );
     }
     let t = Instant::now();
-    step(&format!("installing Debian packages: {}", missing.join(", ")));
+    step(&format!(
+        "installing Debian packages: {}",
+        missing.join(", ")
+    ));
     run_checked(
         Command::new("apt-get")
             .args(["update", "-qq"])
@@ -143,10 +143,7 @@ fn ensure_debian_packages(pkgs: &[&str]) -> Result<()> {
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
-    step(&format!(
-        "Debian packages installed in {:.0?}",
-        t.elapsed()
-    ));
+    step(&format!("Debian packages installed in {:.0?}", t.elapsed()));
     Ok(())
 }
 
@@ -220,7 +217,6 @@ fn run(root: &Path, args: Vec<OsString>) -> Result<()> {
 }
 
 fn test(root: &Path, filter: Vec<OsString>) -> Result<()> {
-    ebpf::ensure_toolchain()?;
     ensure_debian_packages(TEST_PACKAGES)?;
     let obj = build_ebpf(root)?;
     step("building the workspace and its tests");
@@ -284,14 +280,17 @@ fn fuzz(root: &Path, args: &[OsString]) -> Result<()> {
         let corpus = crate_dir.join("fuzz/corpus").join(target);
         std::fs::create_dir_all(&corpus)?;
         step(&format!("fuzzing {dir} target `{target}` for {seconds} s"));
-        let mut c = cargo();
+        // cargo-fuzz needs nightly; go through rustup (the CARGO of this process is stable's).
+        let mut c = Command::new("rustup");
         c.current_dir(&crate_dir)
-            .args(["+nightly", "fuzz", "run", target])
+            .args(["run", "nightly", "cargo", "fuzz", "run", target])
             .arg(&corpus)
             .arg(&seeds)
             .arg("--")
             .arg(format!("-max_total_time={seconds}"))
-            .env_remove("CARGO_TARGET_DIR");
+            .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO");
         run_checked(&mut c)?;
     }
     step("fuzz smoke run found nothing");

@@ -136,9 +136,7 @@ fn writer_loop(dir: PathBuf, rx: Receiver<Job>, max_batch: usize) {
             i = j;
         }
         for job in batch.drain(..) {
-            let _ = job
-                .done
-                .send(if ok { Ok(()) } else { Err(WriteFailed) });
+            let _ = job.done.send(if ok { Ok(()) } else { Err(WriteFailed) });
         }
     }
 }
@@ -179,7 +177,9 @@ mod tests {
     fn records_are_durable_before_completion_and_split_by_day() {
         let dir = tempfile::tempdir().unwrap();
         let (w, sink) = AccountingWriter::start(dir.path(), 8).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let d1 = datetime!(2026-11-21 23:59:59.9 UTC);
         let d2 = datetime!(2026-11-22 00:00:00.1 UTC);
         let waits: Vec<_> = (0..20)
@@ -209,7 +209,9 @@ mod tests {
         // Make the target file name a directory: opening it for append fails.
         let at = datetime!(2026-01-02 03:04:05 UTC);
         std::fs::create_dir(dir.path().join(file_name_for(at))).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let r = rt.block_on(sink.submit(b"{}".to_vec(), at)).unwrap();
         assert_eq!(r, Err(WriteFailed));
         drop(sink);

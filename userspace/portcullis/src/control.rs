@@ -37,7 +37,11 @@ pub async fn serve(
             text.push_str(&x.render());
         }
         // A slow reader must not hold up the next one for long.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), conn.write_all(text.as_bytes())).await;
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(2),
+            conn.write_all(text.as_bytes()),
+        )
+        .await;
     }
 }
 

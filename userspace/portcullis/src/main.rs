@@ -63,7 +63,8 @@ fn load(config: Option<PathBuf>) -> Result<Config> {
 
 fn serve(config: Option<PathBuf>) -> Result<()> {
     let config = load(config)?;
-    init_logging(&config.log.level, config.log.format);
+    // Held until serve returns: dropping it flushes the log writer.
+    let _log_guard = init_logging(&config.log.level, config.log.format);
     portcullis::server::serve(config)
 }
 
@@ -88,23 +89,36 @@ fn stats(config: Option<PathBuf>, socket: Option<PathBuf>) -> Result<()> {
         Some(s) => s,
         None => load(config)?.server.control_socket,
     };
-    let text = portcullis::control::read(&path)
-        .with_context(|| format!("cannot read the control socket {} (is the server running?)", path.display()))?;
+    let text = portcullis::control::read(&path).with_context(|| {
+        format!(
+            "cannot read the control socket {} (is the server running?)",
+            path.display()
+        )
+    })?;
     print!("{text}");
     Ok(())
 }
 
-fn init_logging(level: &str, format: LogFormat) {
+/// Logs (audit lines included) go to stderr through a writer thread, so a shard never waits
+/// on the pipe to journald; the writer blocks rather than drops when its queue is full, because
+/// an audit line must not be lost.
+fn init_logging(level: &str, format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    use std::io::IsTerminal;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(64 * 1024)
+        .thread_name("log-writer")
+        .finish(std::io::stderr());
     // Colour only on a terminal: journald and log files get plain `key=value` lines.
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Json => b.json().init(),
         LogFormat::Text => b.init(),
     }
+    guard
 }

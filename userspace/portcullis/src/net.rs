@@ -237,7 +237,8 @@ impl SendBatch {
             h.msg_iovlen = 1;
         }
         // SAFETY: see above.
-        let rc = unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
+        let rc =
+            unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
         if rc < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -318,8 +319,12 @@ mod tests {
             let (srv, sizes) = bind_reuseport(bind.parse().unwrap(), 1 << 20, 1 << 20).unwrap();
             assert!(sizes.recv >= 1 << 20, "recv buffer {}", sizes.recv);
             let srv_addr = srv.local_addr().unwrap();
-            let cli = UdpSocket::bind(if srv_addr.is_ipv6() { "[::1]:0" } else { "127.0.0.1:0" })
-                .unwrap();
+            let cli = UdpSocket::bind(if srv_addr.is_ipv6() {
+                "[::1]:0"
+            } else {
+                "127.0.0.1:0"
+            })
+            .unwrap();
             cli.send_to(b"one", srv_addr).unwrap();
             cli.send_to(&[7u8; MAX_DATAGRAM + 100], srv_addr).unwrap();
             cli.send_to(&[1u8; MAX_DATAGRAM], srv_addr).unwrap();
@@ -332,7 +337,10 @@ mod tests {
                 assert_eq!(d.from, cli.local_addr().unwrap());
                 got.push((d.data.len(), d.oversize));
             }
-            assert_eq!(got, vec![(3, false), (MAX_DATAGRAM, true), (MAX_DATAGRAM, false)]);
+            assert_eq!(
+                got,
+                vec![(3, false), (MAX_DATAGRAM, true), (MAX_DATAGRAM, false)]
+            );
             assert_eq!(
                 batch.recv(srv.as_raw_fd()).unwrap_err().kind(),
                 io::ErrorKind::WouldBlock

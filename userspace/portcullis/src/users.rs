@@ -195,7 +195,10 @@ pub fn cli(args: UsersArgs) -> Result<()> {
         }
         UsersCmd::List => {
             let users = store::list_users(&current()?)?;
-            println!("{:<24} {:<14} {:<7} {:<5} {:<8} groups", "name", "pap", "nt", "chap", "state");
+            println!(
+                "{:<24} {:<14} {:<7} {:<5} {:<8} groups",
+                "name", "pap", "nt", "chap", "state"
+            );
             for u in users {
                 println!(
                     "{:<24} {:<14} {:<7} {:<5} {:<8} {}",

@@ -444,6 +444,64 @@ mod tests {
         VerifyPolicy::default().with_message_authenticator_required(false)
     }
 
+    /// HMAC-MD5 computed here with the hmac crate directly, over `packet` with `field` in
+    /// the Authenticator and the Message-Authenticator value (first attribute) zeroed.
+    fn independent_ma(packet: &[u8], field: &[u8; 16]) -> [u8; 16] {
+        let mut p = packet.to_vec();
+        p[4..20].copy_from_slice(field);
+        p[22..38].fill(0);
+        let mut m = <hmac::Hmac<md5::Md5> as KeyInit>::new_from_slice(b"xyzzy5461").unwrap();
+        m.update(&p);
+        m.finalize().into_bytes().into()
+    }
+
+    #[test]
+    fn accounting_response_ma_is_over_a_zero_authenticator_field_status_reply_over_the_request() {
+        // Accounting-Request from a NAS: Message-Authenticator over zeros (what FreeRADIUS and
+        // radclient sign and verify), Response Authenticator over the request's authenticator.
+        let mut c = PacketBuilder::new(Code::ACCOUNTING_REQUEST, 9);
+        c.push_u32(AttrType::ACCT_STATUS_TYPE, 1).unwrap();
+        let req_bytes = c.finish_accounting_request(&secret()).to_vec();
+        let req = verify_request(
+            RawPacket::decode(&req_bytes).unwrap(),
+            &secret(),
+            &lenient(),
+        )
+        .unwrap();
+        let mut r = PacketBuilder::reply(Code::ACCOUNTING_RESPONSE, &req);
+        let wire = r.finish_reply(&secret(), req.authenticator()).to_vec();
+        assert_eq!(wire[20], AttrType::MESSAGE_AUTHENTICATOR.0);
+        assert_eq!(wire[22..38], independent_ma(&wire, &[0; 16]));
+        let reply = RawPacket::decode(&wire).unwrap();
+        assert!(crate::crypto::verify_response_authenticator(
+            &reply,
+            req.authenticator(),
+            &secret()
+        ));
+
+        // Status-Server answered on an accounting port: over the Status-Server's authenticator.
+        let mut st = PacketBuilder::new(Code::STATUS_SERVER, 10);
+        let st_bytes = st
+            .finish_status_server(&secret(), [7; 16])
+            .unwrap()
+            .to_vec();
+        let st =
+            verify_request(RawPacket::decode(&st_bytes).unwrap(), &secret(), &lenient()).unwrap();
+        let mut r = PacketBuilder::reply(Code::ACCOUNTING_RESPONSE, &st);
+        let wire = r.finish_reply(&secret(), st.authenticator()).to_vec();
+        assert_eq!(wire[22..38], independent_ma(&wire, &[7; 16]));
+
+        // Access-Accept: over the Access-Request's authenticator.
+        let mut a = PacketBuilder::new(Code::ACCESS_REQUEST, 11);
+        a.add_message_authenticator().unwrap();
+        let a_bytes = a.finish_access_request(&secret(), [5; 16]).to_vec();
+        let a =
+            verify_request(RawPacket::decode(&a_bytes).unwrap(), &secret(), &lenient()).unwrap();
+        let mut r = PacketBuilder::reply(Code::ACCESS_ACCEPT, &a);
+        let wire = r.finish_reply(&secret(), a.authenticator()).to_vec();
+        assert_eq!(wire[22..38], independent_ma(&wire, &[5; 16]));
+    }
+
     #[test]
     fn rfc2865_7_1_accept_is_rebuilt_exactly() {
         let req = unhex(RFC2865_7_1_REQUEST);

@@ -353,7 +353,10 @@ impl Cx<'_> {
             Some(s) => {
                 let n = *s.get_ref();
                 if n < min || n > max {
-                    Err(self.err(s, format!("{what} must be between {min} and {max}, not {n}")))
+                    Err(self.err(
+                        s,
+                        format!("{what} must be between {min} and {max}, not {n}"),
+                    ))
                 } else {
                     usize::try_from(n).map_err(|_| self.err(s, format!("{what} out of range")))
                 }
@@ -626,7 +629,10 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(text, Origin::File(PathBuf::from("/etc/portcullis/test.toml")))
+        Config::parse(
+            text,
+            Origin::File(PathBuf::from("/etc/portcullis/test.toml")),
+        )
     }
 
     #[test]
@@ -641,7 +647,10 @@ mod tests {
             vec!["127.0.0.1:1813".parse::<SocketAddr>().unwrap()]
         );
         assert_eq!(c.clients.len(), 1);
-        assert_eq!(c.clients[0].network, "127.0.0.0/8".parse::<IpNet>().unwrap());
+        assert_eq!(
+            c.clients[0].network,
+            "127.0.0.0/8".parse::<IpNet>().unwrap()
+        );
         assert_eq!(c.clients[0].secret.expose(), "testing123");
         assert!(c.clients[0].require_message_authenticator);
         assert_eq!(c.xdp.mode, XdpModeSetting::Generic);
@@ -654,10 +663,9 @@ mod tests {
 
     #[test]
     fn relative_paths_resolve_against_the_config_file() {
-        let c = parse(
-            "data_dir = \"var\"\n[users]\nfile = \"users.toml\"\nchap_key_file = \"/k\"\n",
-        )
-        .unwrap();
+        let c =
+            parse("data_dir = \"var\"\n[users]\nfile = \"users.toml\"\nchap_key_file = \"/k\"\n")
+                .unwrap();
         assert_eq!(c.data_dir, PathBuf::from("/etc/portcullis/var"));
         match c.users.source {
             UsersSource::File {
@@ -673,8 +681,9 @@ mod tests {
 
     #[test]
     fn errors_name_file_line_and_reason() {
-        let e = parse("data_dir = \"/d\"\n\n[[client]]\naddress = \"10.0.0.300\"\nsecret = \"s\"\n")
-            .unwrap_err();
+        let e =
+            parse("data_dir = \"/d\"\n\n[[client]]\naddress = \"10.0.0.300\"\nsecret = \"s\"\n")
+                .unwrap_err();
         assert_eq!(e.file, "/etc/portcullis/test.toml");
         assert_eq!(e.line, 4);
         assert!(e.reason.contains("10.0.0.300"), "{e}");
@@ -723,8 +732,10 @@ mod tests {
 
     #[test]
     fn listener_overlap_and_bad_addresses() {
-        let e = parse("[server]\nauth_listen = [\"127.0.0.1:1812\"]\nacct_listen = [\"127.0.0.1:1812\"]\n")
-            .unwrap_err();
+        let e = parse(
+            "[server]\nauth_listen = [\"127.0.0.1:1812\"]\nacct_listen = [\"127.0.0.1:1812\"]\n",
+        )
+        .unwrap_err();
         assert_eq!(e.line, 3, "{e}");
         let e = parse("[server]\nauth_listen = [\"localhost\"]\n").unwrap_err();
         assert_eq!(e.line, 2, "{e}");
@@ -756,7 +767,11 @@ mod tests {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let p = entry.unwrap().path();
             if p.extension().and_then(|e| e.to_str()) == Some("toml")
-                && !p.file_name().unwrap().to_string_lossy().starts_with("users")
+                && !p
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("users")
             {
                 // Example configs may reference secret files next to them; parse as if in place.
                 Config::load(&p).unwrap_or_else(|e| panic!("{e}"));

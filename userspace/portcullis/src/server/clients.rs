@@ -32,9 +32,8 @@ impl ClientTable {
             clients.push(Client {
                 name: c.name.clone(),
                 network: c.network,
-                secret: SharedSecret::new(c.secret.expose().as_bytes()).map_err(|e| {
-                    anyhow::anyhow!("client `{}` (line {}): {e}", c.name, c.line)
-                })?,
+                secret: SharedSecret::new(c.secret.expose().as_bytes())
+                    .map_err(|e| anyhow::anyhow!("client `{}` (line {}): {e}", c.name, c.line))?,
                 require_message_authenticator: c.require_message_authenticator,
                 policy: {
                     let mut p = VerifyPolicy::default();
@@ -52,7 +51,7 @@ impl ClientTable {
                 networks.push((c.network, i));
             }
         }
-        networks.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()));
+        networks.sort_by_key(|n| std::cmp::Reverse(n.0.prefix_len()));
         Ok(ClientTable {
             hosts,
             networks,

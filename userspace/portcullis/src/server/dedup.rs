@@ -207,7 +207,10 @@ mod tests {
         let mut c = cache();
         let t0 = Instant::now();
         let a = [1u8; 16];
-        assert_eq!(c.check(key(1000, 7), &a, t0), Lookup::New { replaced: false });
+        assert_eq!(
+            c.check(key(1000, 7), &a, t0),
+            Lookup::New { replaced: false }
+        );
         assert_eq!(c.check(key(1000, 7), &a, t0), Lookup::InProgress);
         c.answered(key(1000, 7), &a, b"reply", t0);
         assert_eq!(
@@ -237,7 +240,10 @@ mod tests {
         let t0 = Instant::now();
         let a = [1u8; 16];
         c.check(key(1000, 7), &a, t0);
-        assert_eq!(c.check(key(1001, 7), &a, t0), Lookup::New { replaced: false });
+        assert_eq!(
+            c.check(key(1001, 7), &a, t0),
+            Lookup::New { replaced: false }
+        );
         let mut k = key(1000, 7);
         k.listener = 1;
         assert_eq!(c.check(k, &a, t0), Lookup::New { replaced: false });
@@ -262,7 +268,10 @@ mod tests {
         let t0 = Instant::now();
         let a = [3u8; 16];
         c.check(key(1, 1), &a, t0);
-        assert_eq!(c.check(key(1, 1), &a, t0 + Duration::from_secs(4)), Lookup::InProgress);
+        assert_eq!(
+            c.check(key(1, 1), &a, t0 + Duration::from_secs(4)),
+            Lookup::InProgress
+        );
         assert_eq!(
             c.check(key(1, 1), &a, t0 + Duration::from_secs(6)),
             Lookup::New { replaced: false }
@@ -298,7 +307,11 @@ mod tests {
         let mut c = DedupCache::new(Duration::from_secs(30), Duration::from_secs(5), 3);
         let t0 = Instant::now();
         for p in 0..5u16 {
-            c.check(key(p, 0), &[p as u8; 16], t0 + Duration::from_millis(p.into()));
+            c.check(
+                key(p, 0),
+                &[p as u8; 16],
+                t0 + Duration::from_millis(p.into()),
+            );
         }
         assert_eq!(c.len(), 3);
         assert_eq!(

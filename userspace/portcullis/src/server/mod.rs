@@ -42,17 +42,17 @@ pub struct Shared {
 /// Runs the server until SIGTERM or SIGINT.
 pub fn serve(config: Config) -> Result<()> {
     let started = Instant::now();
-    std::fs::create_dir_all(&config.data_dir).with_context(|| {
-        format!("cannot create data_dir {}", config.data_dir.display())
-    })?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let users = crate::users::load(&config.users)?;
-    let (writer, sink) = AccountingWriter::start(&config.accounting.directory, config.accounting.max_batch)
-        .with_context(|| {
-            format!(
-                "cannot start accounting in {}",
-                config.accounting.directory.display()
-            )
-        })?;
+    let (writer, sink) =
+        AccountingWriter::start(&config.accounting.directory, config.accounting.max_batch)
+            .with_context(|| {
+                format!(
+                    "cannot start accounting in {}",
+                    config.accounting.directory.display()
+                )
+            })?;
     let shared = Arc::new(ArcSwap::from_pointee(Shared {
         clients: ClientTable::new(&config.clients)?,
         users,
@@ -116,7 +116,9 @@ pub fn serve(config: Config) -> Result<()> {
     let xdp = XdpState::start(&config)?;
 
     let cancel = CancellationToken::new();
-    let stats: Vec<Arc<ShardStats>> = (0..shards).map(|_| Arc::new(ShardStats::default())).collect();
+    let stats: Vec<Arc<ShardStats>> = (0..shards)
+        .map(|_| Arc::new(ShardStats::default()))
+        .collect();
     let mut threads = Vec::new();
     for (id, sockets) in per_shard.into_iter().enumerate() {
         let params = shard::ShardParams {
@@ -155,8 +157,14 @@ pub fn serve(config: Config) -> Result<()> {
         .build()?;
     let control_path = config.server.control_socket.clone();
     let result = rt.block_on(async {
-        let mut control: std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + '_>> =
-            Box::pin(crate::control::serve(&control_path, stats.clone(), &xdp, started));
+        let mut control: std::pin::Pin<
+            Box<dyn std::future::Future<Output = std::io::Result<()>> + '_>,
+        > = Box::pin(crate::control::serve(
+            &control_path,
+            stats.clone(),
+            &xdp,
+            started,
+        ));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         loop {

@@ -1,10 +1,15 @@
 //! The request pipeline of one shard: from a datagram to a decision and a reply.
 //!
 //! Order of checks, each failing one counted by reason and dropped without an answer:
-//! 1. oversize datagram; 2. unknown client (source address); 3. strict decode and the RFC
-//! attribute tables; 4. code allowed on this port; 5. authenticators (Message-Authenticator,
-//! Accounting Request Authenticator) — only a verified request goes further, so forged packets
-//! can neither be answered nor disturb the duplicate cache; 6. RFC 5080 duplicate detection;
+//!
+//! 1. oversize datagram;
+//! 2. unknown client (source address);
+//! 3. strict decode;
+//! 4. code allowed on this port;
+//! 5. the RFC attribute tables and the authenticators (Message-Authenticator, Accounting
+//!    Request Authenticator), both in `verify_request` — only a verified request goes further,
+//!    so forged packets can neither be answered nor disturb the duplicate cache;
+//! 6. RFC 5080 duplicate detection;
 //! 7. the work: authentication against the local users, Status-Server, or accounting.
 //!
 //! Everything here is synchronous except accounting, whose reply waits until the record is
@@ -57,11 +62,23 @@ pub struct DeferredAnswer {
 }
 
 pub struct Pipeline {
-    shared: Arc<ArcSwap<Shared>>,
+    source: Arc<ArcSwap<Shared>>,
+    /// This shard's reference to the current snapshot, refreshed once per receive batch: the
+    /// per-datagram path borrows it and never touches a reference count other shards share.
+    current: Arc<Shared>,
+    work: Work,
+}
+
+/// The mutable per-shard state of the pipeline.
+struct Work {
     stats: Arc<ShardStats>,
     dedup: DedupCache,
     reply: Vec<u8>,
+    unknown_warned_at: Option<Instant>,
+    unknown_since_warning: u64,
 }
+
+const UNKNOWN_CLIENT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Longest time a request may stay "in progress" in the duplicate cache without an answer
 /// (an accounting record whose write failed is forgotten explicitly; this is the backstop).
@@ -75,10 +92,23 @@ impl Pipeline {
         dedup_entries: usize,
     ) -> Self {
         Pipeline {
-            shared,
-            stats,
-            dedup: DedupCache::new(dedup_window, IN_PROGRESS_LIMIT, dedup_entries),
-            reply: Vec::with_capacity(4096),
+            current: shared.load_full(),
+            source: shared,
+            work: Work {
+                stats,
+                dedup: DedupCache::new(dedup_window, IN_PROGRESS_LIMIT, dedup_entries),
+                reply: Vec::with_capacity(4096),
+                unknown_warned_at: None,
+                unknown_since_warning: 0,
+            },
+        }
+    }
+
+    /// Picks up a configuration reload; cheap when nothing changed. Called once per batch.
+    pub fn refresh(&mut self) {
+        let latest = self.source.load();
+        if !Arc::ptr_eq(&latest, &self.current) {
+            self.current = arc_swap::Guard::into_inner(latest);
         }
     }
 
@@ -92,14 +122,41 @@ impl Pipeline {
         oversize: bool,
         now: Instant,
     ) -> Outcome<'_> {
+        self.work
+            .handle(&self.current, index, kind, from, data, oversize, now)
+    }
+
+    /// Finishes a deferred (accounting) request once its record is durable, or not.
+    /// Returns the destination and bytes to send.
+    pub fn complete(
+        &mut self,
+        d: DeferredAnswer,
+        durable: bool,
+        now: Instant,
+    ) -> Option<(SocketAddr, Vec<u8>)> {
+        self.work.complete(d, durable, now)
+    }
+}
+
+impl Work {
+    #[allow(clippy::too_many_arguments)]
+    fn handle(
+        &mut self,
+        shared: &Shared,
+        index: u16,
+        kind: ListenerKind,
+        from: SocketAddr,
+        data: &[u8],
+        oversize: bool,
+        now: Instant,
+    ) -> Outcome<'_> {
         if oversize {
             self.stats.drop_reason("oversize");
             return Outcome::Dropped;
         }
-        let shared = self.shared.load_full();
         let Some(client) = shared.clients.lookup(from.ip()) else {
             self.stats.drop_reason("unknown_client");
-            tracing::debug!(%from, "datagram from an unknown client dropped");
+            self.warn_unknown_client(from, now);
             return Outcome::Dropped;
         };
         // The attribute tables are enforced by verify_request below, once.
@@ -185,9 +242,9 @@ impl Pipeline {
         }
 
         if code == Code::ACCOUNTING_REQUEST {
-            return self.accounting(client, from, &request, key, authenticator);
+            return self.accounting(shared, client, from, &request, key, authenticator);
         }
-        match self.access(client, from, &request) {
+        match self.access(shared, client, from, &request) {
             Ok(()) => {
                 self.dedup.answered(key, &authenticator, &self.reply, now);
                 Outcome::Reply(&self.reply)
@@ -204,9 +261,26 @@ impl Pipeline {
         PacketBuilder::reply_in(std::mem::take(&mut self.reply), code, request)
     }
 
-    /// Finishes a deferred (accounting) request once its record is durable, or not.
-    /// Returns the destination and bytes to send.
-    pub fn complete(
+    /// A NAS pointed at us from an address we do not know is the most common set-up mistake;
+    /// say so, but at most once per [`UNKNOWN_CLIENT_WARNING_INTERVAL`] per shard, so a flood
+    /// cannot flood the log.
+    fn warn_unknown_client(&mut self, from: SocketAddr, now: Instant) {
+        self.unknown_since_warning += 1;
+        let due = self
+            .unknown_warned_at
+            .is_none_or(|t| now.duration_since(t) >= UNKNOWN_CLIENT_WARNING_INTERVAL);
+        if due {
+            tracing::warn!(
+                %from,
+                dropped_since_last_warning = self.unknown_since_warning,
+                "datagrams from an address that is no configured [[client]] are dropped (add the NAS as a client if it is yours)"
+            );
+            self.unknown_warned_at = Some(now);
+            self.unknown_since_warning = 0;
+        }
+    }
+
+    fn complete(
         &mut self,
         d: DeferredAnswer,
         durable: bool,
@@ -235,6 +309,7 @@ impl Pipeline {
 
     fn accounting(
         &mut self,
+        shared: &Shared,
         client: &Client,
         from: SocketAddr,
         request: &VerifiedRequest<'_>,
@@ -252,7 +327,7 @@ impl Pipeline {
         }
         b.finish_reply(&client.secret, request.authenticator());
         let reply = b.into_buffer();
-        let durable = self.shared.load().accounting.submit(line, at);
+        let durable = shared.accounting.submit(line, at);
         Outcome::AfterDurable(Deferred {
             durable,
             answer: DeferredAnswer {
@@ -269,11 +344,11 @@ impl Pipeline {
     /// `self.reply`. `Err` means the request is dropped instead (counted and audited).
     fn access(
         &mut self,
+        shared: &Shared,
         client: &Client,
         from: SocketAddr,
         request: &VerifiedRequest<'_>,
     ) -> Result<(), ()> {
-        let shared = self.shared.load();
         let user_name = request.get(AttrType::USER_NAME);
         let method = method_of(&request.packet());
         let mut ms_success: Option<(u8, portcullis_auth::mschapv2::MsChapV2Success)> = None;
@@ -371,8 +446,7 @@ impl Pipeline {
                                 (true, Reason::Success)
                             }
                             None => {
-                                ms_error =
-                                    Some((ident, MsChapErrorCode::AuthenticationFailure));
+                                ms_error = Some((ident, MsChapErrorCode::AuthenticationFailure));
                                 (false, Reason::AuthenticationFailure)
                             }
                         },
@@ -402,8 +476,22 @@ impl Pipeline {
                     s2[1] ^= 1;
                 }
                 let ra = request.authenticator();
-                b.push_vsa_salt_encrypted(MICROSOFT, ms::MPPE_SEND_KEY, keys.send_key(), &client.secret, ra, s1)?;
-                b.push_vsa_salt_encrypted(MICROSOFT, ms::MPPE_RECV_KEY, keys.recv_key(), &client.secret, ra, s2)?;
+                b.push_vsa_salt_encrypted(
+                    MICROSOFT,
+                    ms::MPPE_SEND_KEY,
+                    keys.send_key(),
+                    &client.secret,
+                    ra,
+                    s1,
+                )?;
+                b.push_vsa_salt_encrypted(
+                    MICROSOFT,
+                    ms::MPPE_RECV_KEY,
+                    keys.recv_key(),
+                    &client.secret,
+                    ra,
+                    s2,
+                )?;
                 // Encryption allowed (1), 40- or 128-bit RC4 (6): what RRAS-style NAS expect.
                 b.push_vsa(MICROSOFT, ms::MPPE_ENCRYPTION_POLICY, &1u32.to_be_bytes())?;
                 b.push_vsa(MICROSOFT, ms::MPPE_ENCRYPTION_TYPES, &6u32.to_be_bytes())?;

@@ -62,7 +62,10 @@ pub fn run(p: ShardParams) -> std::io::Result<()> {
             // descriptor stays open and the same for the AsyncFd's whole life.
             let fd = Rc::new(
                 unsafe {
-                    AsyncFd::register_with_interest(s.socket, Interest::READABLE | Interest::WRITABLE)
+                    AsyncFd::register_with_interest(
+                        s.socket,
+                        Interest::READABLE | Interest::WRITABLE,
+                    )
                 }
                 .map_err(std::io::Error::from)?,
             );
@@ -150,6 +153,7 @@ async fn socket_loop(
             let now = Instant::now();
             {
                 let mut pl = pipeline.borrow_mut();
+                pl.refresh();
                 for d in rx.iter() {
                     stats.inc(Counter::Received);
                     match pl.handle(index, kind, d.from, d.data, d.oversize, now) {
