@@ -5,13 +5,7 @@ use portcullis_tests::*;
 #[test]
 fn pap_and_chap_accept_with_the_right_password_and_reject_otherwise() {
     let s = Server::start(ServerOpts::default());
-    let ok = radclient(
-        None,
-        s.auth,
-        "auth",
-        SECRET,
-        "User-Name = \"alice\", User-Password = \"Alice#Pass1\", Message-Authenticator = 0x00\n",
-    );
+    let ok = rad_pap(None, s.auth, "alice", "Alice#Pass1");
     assert_eq!(
         ok.code.as_deref(),
         Some("Access-Accept"),
@@ -19,21 +13,9 @@ fn pap_and_chap_accept_with_the_right_password_and_reject_otherwise() {
         ok.output,
         s.log()
     );
-    let bad = radclient(
-        None,
-        s.auth,
-        "auth",
-        SECRET,
-        "User-Name = \"alice\", User-Password = \"wrong\", Message-Authenticator = 0x00\n",
-    );
+    let bad = rad_pap(None, s.auth, "alice", "wrong");
     assert_eq!(bad.code.as_deref(), Some("Access-Reject"), "{}", bad.output);
-    let nobody = radclient(
-        None,
-        s.auth,
-        "auth",
-        SECRET,
-        "User-Name = \"mallory\", User-Password = \"Alice#Pass1\", Message-Authenticator = 0x00\n",
-    );
+    let nobody = rad_pap(None, s.auth, "mallory", "Alice#Pass1");
     assert_eq!(
         nobody.code.as_deref(),
         Some("Access-Reject"),
@@ -90,13 +72,7 @@ fn chap_without_reversible_password_is_rejected_with_reason_19() {
         }],
         ..Default::default()
     });
-    let pap = radclient(
-        None,
-        s.auth,
-        "auth",
-        SECRET,
-        "User-Name = \"carol\", User-Password = \"Carol#Pass1\", Message-Authenticator = 0x00\n",
-    );
+    let pap = rad_pap(None, s.auth, "carol", "Carol#Pass1");
     assert_eq!(pap.code.as_deref(), Some("Access-Accept"), "{}", pap.output);
     let chap = radclient(
         None,
@@ -125,13 +101,7 @@ fn ipv6_listener_and_client() {
         ),
         ..Default::default()
     });
-    let ok = radclient(
-        None,
-        s.auth,
-        "auth",
-        SECRET,
-        "User-Name = \"alice\", User-Password = \"Alice#Pass1\", Message-Authenticator = 0x00\n",
-    );
+    let ok = rad_pap(None, s.auth, "alice", "Alice#Pass1");
     assert_eq!(
         ok.code.as_deref(),
         Some("Access-Accept"),

@@ -59,13 +59,7 @@ fn unknown_clients_are_dropped_and_counted_never_answered() {
         ),
         ..Default::default()
     });
-    let r = radclient(
-        None,
-        s.auth,
-        "auth",
-        SECRET,
-        "User-Name = \"alice\", User-Password = \"Alice#Pass1\", Message-Authenticator = 0x00\n",
-    );
+    let r = rad_pap(None, s.auth, "alice", "Alice#Pass1");
     assert_eq!(r.code, None, "{}", r.output);
     assert!(s.stat("drop.unknown_client") >= 1, "{:?}", s.stats());
     assert_eq!(s.stat("access_accept") + s.stat("access_reject"), 0);

@@ -40,13 +40,7 @@ fn embedded_default_serves_the_demo_users_with_xdp_on_lo() {
     let auth = "127.0.0.1:1812".parse().unwrap();
     let acct = "127.0.0.1:1813".parse().unwrap();
     let ns_name = Some(ns.name.as_str());
-    let ok = radclient(
-        ns_name,
-        auth,
-        "auth",
-        "testing123",
-        "User-Name = \"alice\", User-Password = \"Alice#Pass1\", Message-Authenticator = 0x00\n",
-    );
+    let ok = rad_pap(ns_name, auth, "alice", "Alice#Pass1");
     assert_eq!(ok.code.as_deref(), Some("Access-Accept"), "{}", ok.output);
     let bob = radclient(
         ns_name,
@@ -56,13 +50,7 @@ fn embedded_default_serves_the_demo_users_with_xdp_on_lo() {
         "User-Name = \"bob\", CHAP-Password = \"Bob#Pass1\", Message-Authenticator = 0x00\n",
     );
     assert_eq!(bob.code.as_deref(), Some("Access-Accept"), "{}", bob.output);
-    let bad = radclient(
-        ns_name,
-        auth,
-        "auth",
-        "testing123",
-        "User-Name = \"alice\", User-Password = \"Bob#Pass1\", Message-Authenticator = 0x00\n",
-    );
+    let bad = rad_pap(ns_name, auth, "alice", "Bob#Pass1");
     assert_eq!(bad.code.as_deref(), Some("Access-Reject"), "{}", bad.output);
     let no_ma = radclient(
         ns_name,

@@ -29,13 +29,7 @@ fn unknown_client_dropped_in_the_kernel_inside_a_netns() {
     );
     assert!(s.log().contains("generic"), "{}", s.log());
 
-    let ok = radclient(
-        Some(&ns.name),
-        s.auth,
-        "auth",
-        SECRET,
-        "User-Name = \"alice\", User-Password = \"Alice#Pass1\", Message-Authenticator = 0x00\n",
-    );
+    let ok = rad_pap(Some(&ns.name), s.auth, "alice", "Alice#Pass1");
     assert_eq!(
         ok.code.as_deref(),
         Some("Access-Accept"),
@@ -46,13 +40,7 @@ fn unknown_client_dropped_in_the_kernel_inside_a_netns() {
 
     let drops_before = s.stat("xdp.lo.drop_unknown_client_v4");
     let unknown: std::net::SocketAddr = format!("127.1.0.1:{port}").parse().unwrap();
-    let r = radclient(
-        Some(&ns.name),
-        unknown,
-        "auth",
-        SECRET,
-        "User-Name = \"alice\", User-Password = \"Alice#Pass1\", Message-Authenticator = 0x00\n",
-    );
+    let r = rad_pap(Some(&ns.name), unknown, "alice", "Alice#Pass1");
     assert_eq!(r.code, None, "unknown client answered: {}", r.output);
     let dropped = s.stat("xdp.lo.drop_unknown_client_v4") - drops_before;
     assert!(
@@ -81,13 +69,7 @@ fn without_xdp_the_same_traffic_is_filtered_in_userspace() {
     });
     assert_eq!(s.stats().get("xdp.active").map(String::as_str), Some("0"));
     let unknown: std::net::SocketAddr = format!("127.1.0.1:{port}").parse().unwrap();
-    let r = radclient(
-        Some(&ns.name),
-        unknown,
-        "auth",
-        SECRET,
-        "User-Name = \"alice\", User-Password = \"Alice#Pass1\", Message-Authenticator = 0x00\n",
-    );
+    let r = rad_pap(Some(&ns.name), unknown, "alice", "Alice#Pass1");
     assert_eq!(r.code, None, "{}", r.output);
     assert!(s.stat("drop.unknown_client") >= 1, "{:?}", s.stats());
 }

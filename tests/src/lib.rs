@@ -433,6 +433,17 @@ pub fn radclient(
     RadReply { code, output }
 }
 
+/// A PAP Access-Request through radclient, with Message-Authenticator (radclient fills it in).
+pub fn rad_pap(netns: Option<&str>, server: SocketAddr, user: &str, password: &str) -> RadReply {
+    radclient(
+        netns,
+        server,
+        "auth",
+        SECRET,
+        &format!("User-Name = \"{user}\", User-Password = \"{password}\", Message-Authenticator = 0x00\n"),
+    )
+}
+
 // ---- a raw RADIUS client written from the RFCs ---------------------------------------------
 
 pub mod attr {
