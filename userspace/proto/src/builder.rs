@@ -72,9 +72,16 @@ impl PacketBuilder {
 
     /// Like [`reply`](Self::reply), in a recycled buffer (its content is discarded).
     pub fn reply_in(buf: Vec<u8>, code: Code, request: &VerifiedRequest<'_>) -> Self {
-        let mut b = Self::with_buffer(buf, code, request.identifier());
+        Self::reply_for(buf, code, request.code(), request.identifier())
+    }
+
+    /// A reply, Message-Authenticator first, to a request known only by its code and
+    /// identifier (a request that was verified earlier and is answered later, e.g. after a
+    /// second factor). The caller must only use this for requests it verified.
+    pub fn reply_for(buf: Vec<u8>, code: Code, request_code: Code, identifier: u8) -> Self {
+        let mut b = Self::with_buffer(buf, code, identifier);
         b.reserve_ma();
-        b.answers = Some(request.code());
+        b.answers = Some(request_code);
         b
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use portcullis_proto::{SharedSecret, VerifyPolicy};
@@ -22,14 +23,14 @@ pub struct ClientTable {
     hosts: HashMap<IpAddr, usize>,
     /// Non-host networks, longest prefix first.
     networks: Vec<(IpNet, usize)>,
-    clients: Vec<Client>,
+    clients: Vec<Arc<Client>>,
 }
 
 impl ClientTable {
     pub fn new(cfg: &[ClientConfig]) -> anyhow::Result<Self> {
-        let mut clients: Vec<Client> = Vec::with_capacity(cfg.len());
+        let mut clients: Vec<Arc<Client>> = Vec::with_capacity(cfg.len());
         for c in cfg {
-            clients.push(Client {
+            clients.push(Arc::new(Client {
                 name: c.name.clone(),
                 network: c.network,
                 secret: SharedSecret::new(c.secret.expose().as_bytes())
@@ -40,7 +41,7 @@ impl ClientTable {
                     p.require_message_authenticator = c.require_message_authenticator;
                     p
                 },
-            });
+            }));
         }
         let mut hosts = HashMap::new();
         let mut networks = Vec::new();
@@ -61,7 +62,7 @@ impl ClientTable {
 
     /// The client a datagram from `ip` belongs to, if any. IPv4-mapped IPv6 sources match IPv4
     /// client entries.
-    pub fn lookup(&self, ip: IpAddr) -> Option<&Client> {
+    pub fn lookup(&self, ip: IpAddr) -> Option<&Arc<Client>> {
         let ip = match ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
             v4 => v4,
@@ -75,7 +76,7 @@ impl ClientTable {
             .map(|&(_, i)| &self.clients[i])
     }
 
-    pub fn clients(&self) -> &[Client] {
+    pub fn clients(&self) -> &[Arc<Client>] {
         &self.clients
     }
 }

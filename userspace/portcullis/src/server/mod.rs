@@ -8,6 +8,8 @@
 pub mod clients;
 pub mod dedup;
 pub mod pipeline;
+pub mod primary;
+pub mod reply;
 pub mod shard;
 
 use std::net::SocketAddr;

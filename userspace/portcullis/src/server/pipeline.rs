@@ -20,16 +20,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use portcullis_auth::mschapv2::{format_error, MsChap2Response, MsChapErrorCode};
-use portcullis_auth::store::ChapOutcome;
-use portcullis_proto::{
-    crypto, ms, verify_request, AttrType, Code, PacketBuilder, RawPacket, VerifiedRequest,
-    MICROSOFT,
-};
-use rand::RngCore;
+use portcullis_proto::{verify_request, AttrType, Code, PacketBuilder, RawPacket, VerifiedRequest};
 
 use super::clients::Client;
 use super::dedup::{DedupCache, Key, Lookup};
+use super::primary;
+use super::reply::{self, Answer};
 use super::{ListenerKind, Shared};
 use crate::accounting::Durable;
 use crate::audit::{self, Decision, Method, Reason};
@@ -189,7 +185,7 @@ impl Work {
                     &client.name,
                     from,
                     packet.get(AttrType::USER_NAME),
-                    method_of(&packet),
+                    primary::method_of(&packet),
                     Reason::MalformedRequest,
                     e.reason(),
                 );
@@ -349,169 +345,23 @@ impl Work {
         from: SocketAddr,
         request: &VerifiedRequest<'_>,
     ) -> Result<(), ()> {
-        let user_name = request.get(AttrType::USER_NAME);
-        let method = method_of(&request.packet());
-        let mut ms_success: Option<(u8, portcullis_auth::mschapv2::MsChapV2Success)> = None;
-        let mut ms_error: Option<(u8, MsChapErrorCode)> = None;
-
-        let (granted, reason) = 'decide: {
-            let Some(name_bytes) = user_name else {
-                break 'decide (false, Reason::NoSuchUser);
-            };
-            let lookup_name = match method {
-                Method::MsChapV2 => portcullis_auth::mschapv2::strip_domain(name_bytes),
-                _ => name_bytes,
-            };
-            let user = std::str::from_utf8(lookup_name)
-                .ok()
-                .and_then(|n| shared.users.get(n));
-            match method {
-                Method::Pap => {
-                    let Some(cipher) = request.get(AttrType::USER_PASSWORD) else {
-                        break 'decide (false, Reason::MalformedRequest);
-                    };
-                    let password = match crypto::unhide_user_password(
-                        cipher,
-                        &client.secret,
-                        request.authenticator(),
-                    ) {
-                        Ok(p) => p,
-                        Err(_) => break 'decide (false, Reason::MalformedRequest),
-                    };
-                    match user {
-                        None => (false, Reason::NoSuchUser),
-                        Some(u) if u.is_disabled() => (false, Reason::AccountDisabled),
-                        Some(u) if u.verify_pap(&password) => (true, Reason::Success),
-                        Some(_) => (false, Reason::AuthenticationFailure),
-                    }
-                }
-                Method::Chap => {
-                    let Some(chap) = request.get(AttrType::CHAP_PASSWORD) else {
-                        break 'decide (false, Reason::MalformedRequest);
-                    };
-                    let (ident, response) = match chap.split_first() {
-                        Some((i, r)) if r.len() == 16 => (*i, r),
-                        _ => break 'decide (false, Reason::MalformedRequest),
-                    };
-                    let response: &[u8; 16] = match response.try_into() {
-                        Ok(r) => r,
-                        Err(_) => break 'decide (false, Reason::MalformedRequest),
-                    };
-                    let challenge = request
-                        .get(AttrType::CHAP_CHALLENGE)
-                        .unwrap_or(request.authenticator());
-                    match user {
-                        None => (false, Reason::NoSuchUser),
-                        Some(u) if u.is_disabled() => (false, Reason::AccountDisabled),
-                        Some(u) => match u.verify_chap(ident, response, challenge) {
-                            ChapOutcome::Accept => (true, Reason::Success),
-                            ChapOutcome::Reject => (false, Reason::AuthenticationFailure),
-                            ChapOutcome::NotAvailable => {
-                                (false, Reason::NoReversiblyEncryptedPassword)
-                            }
-                        },
-                    }
-                }
-                Method::MsChapV2 => {
-                    let (Some(challenge), Some(resp)) = (
-                        request.get_vsa(MICROSOFT, ms::CHAP_CHALLENGE),
-                        request.get_vsa(MICROSOFT, ms::CHAP2_RESPONSE),
-                    ) else {
-                        break 'decide (false, Reason::MalformedRequest);
-                    };
-                    let Ok(challenge) = <&[u8; 16]>::try_from(challenge) else {
-                        break 'decide (false, Reason::MalformedRequest);
-                    };
-                    let Ok(resp) = MsChap2Response::parse(resp) else {
-                        break 'decide (false, Reason::MalformedRequest);
-                    };
-                    let ident = resp.ident;
-                    match user {
-                        None => {
-                            ms_error = Some((ident, MsChapErrorCode::AuthenticationFailure));
-                            (false, Reason::NoSuchUser)
-                        }
-                        Some(u) if u.is_disabled() => {
-                            ms_error = Some((ident, MsChapErrorCode::AccountDisabled));
-                            (false, Reason::AccountDisabled)
-                        }
-                        Some(u) => match u.verify_mschapv2(
-                            name_bytes,
-                            challenge,
-                            &resp.peer_challenge,
-                            &resp.nt_response,
-                        ) {
-                            Some(ok) => {
-                                ms_success = Some((ident, ok));
-                                (true, Reason::Success)
-                            }
-                            None => {
-                                ms_error = Some((ident, MsChapErrorCode::AuthenticationFailure));
-                                (false, Reason::AuthenticationFailure)
-                            }
-                        },
-                    }
-                }
-                Method::Eap => (false, Reason::EapTypeNotProcessed),
-                _ => (false, Reason::InvalidAuthType),
-            }
+        let primary = primary::authenticate(&shared.users, client, request);
+        let answer = match &primary.grant {
+            Some(g) => Answer::Accept(g),
+            None => Answer::Reject {
+                ms_error: primary.ms_error,
+                message: None,
+            },
         };
-
-        let code = if granted {
-            Code::ACCESS_ACCEPT
-        } else {
-            Code::ACCESS_REJECT
-        };
-        let mut b = self.start_reply(code, request);
-        let built: Result<(), portcullis_proto::Error> = (|| {
-            if let Some((ident, ok)) = &ms_success {
-                b.push_vsa(MICROSOFT, ms::CHAP2_SUCCESS, &ok.success_attribute(*ident))?;
-                let keys = ok.mppe_keys();
-                let mut salts = [0u8; 4];
-                rand::thread_rng().fill_bytes(&mut salts);
-                // Salts must have the high bit set and differ between the two attributes.
-                let s1 = [salts[0] | 0x80, salts[1]];
-                let mut s2 = [salts[2] | 0x80, salts[3]];
-                if s2 == s1 {
-                    s2[1] ^= 1;
-                }
-                let ra = request.authenticator();
-                b.push_vsa_salt_encrypted(
-                    MICROSOFT,
-                    ms::MPPE_SEND_KEY,
-                    keys.send_key(),
-                    &client.secret,
-                    ra,
-                    s1,
-                )?;
-                b.push_vsa_salt_encrypted(
-                    MICROSOFT,
-                    ms::MPPE_RECV_KEY,
-                    keys.recv_key(),
-                    &client.secret,
-                    ra,
-                    s2,
-                )?;
-                // Encryption allowed (1), 40- or 128-bit RC4 (6): what RRAS-style NAS expect.
-                b.push_vsa(MICROSOFT, ms::MPPE_ENCRYPTION_POLICY, &1u32.to_be_bytes())?;
-                b.push_vsa(MICROSOFT, ms::MPPE_ENCRYPTION_TYPES, &6u32.to_be_bytes())?;
-            }
-            if let Some((ident, err)) = ms_error {
-                let mut challenge = [0u8; 16];
-                rand::thread_rng().fill_bytes(&mut challenge);
-                let value = format_error(ident, err, &challenge, err.default_message());
-                b.push_vsa(MICROSOFT, ms::CHAP_ERROR, &value)?;
-            }
-            b.copy_proxy_state(request)?;
-            Ok(())
-        })();
-        b.finish_reply(&client.secret, request.authenticator());
-        self.reply = b.into_buffer();
+        let (buf, built) =
+            reply::to_request(std::mem::take(&mut self.reply), request, client, &answer);
+        self.reply = buf;
         if let Err(e) = built {
             tracing::error!(error = %e, "cannot encode reply; request dropped");
             self.stats.drop_reason("encode_error");
             return Err(());
         }
+        let granted = primary.grant.is_some();
         self.stats.inc(if granted {
             Counter::AccessAccept
         } else {
@@ -525,31 +375,11 @@ impl Work {
             },
             &client.name,
             from,
-            user_name,
-            method,
-            reason,
+            request.get(AttrType::USER_NAME),
+            primary.method,
+            primary.reason,
             "",
         );
         Ok(())
-    }
-}
-
-/// The authentication method a request asks for, from the attributes it carries.
-fn method_of(p: &RawPacket<'_>) -> Method {
-    match p.code() {
-        Code::ACCOUNTING_REQUEST => return Method::Accounting,
-        Code::STATUS_SERVER => return Method::StatusServer,
-        _ => {}
-    }
-    if p.contains(AttrType::EAP_MESSAGE) {
-        Method::Eap
-    } else if p.contains(AttrType::USER_PASSWORD) {
-        Method::Pap
-    } else if p.contains(AttrType::CHAP_PASSWORD) {
-        Method::Chap
-    } else if p.get_vsa(MICROSOFT, ms::CHAP2_RESPONSE).is_some() {
-        Method::MsChapV2
-    } else {
-        Method::None
     }
 }

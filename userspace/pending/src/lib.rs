@@ -1,0 +1,1 @@
+//! portcullis-pending (in progress)
