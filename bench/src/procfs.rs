@@ -1,0 +1,72 @@
+//! CPU time from /proc: of a process (`/proc/PID/stat`) and of whole CPUs (`/proc/stat`).
+
+use std::fs;
+
+use anyhow::{Context, Result};
+
+fn ticks_per_second() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if hz > 0 {
+        hz as f64
+    } else {
+        100.0
+    }
+}
+
+/// utime + stime of a process or thread from its `stat` file, in seconds.
+pub fn process_cpu_seconds(stat_path: &str) -> Result<f64> {
+    let stat = fs::read_to_string(stat_path).with_context(|| format!("cannot read {stat_path}"))?;
+    // The command name (field 2) is in parentheses and may contain spaces: split after it.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .with_context(|| format!("malformed {stat_path}"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state); utime and stime are fields 14 and 15.
+    let ticks = |i: usize| -> Result<u64> {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("malformed {stat_path}"))
+    };
+    let total = ticks(14)? + ticks(15)?;
+    Ok(total as f64 / ticks_per_second())
+}
+
+/// Busy time (everything but idle and iowait) of `cpus` together since boot, in seconds.
+pub fn cpus_busy_seconds(cpus: &[usize]) -> Result<f64> {
+    let stat = fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;
+    let mut busy = 0u64;
+    for line in stat.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(cpu) = fields
+            .next()
+            .and_then(|f| f.strip_prefix("cpu"))
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        if !cpus.contains(&cpu) {
+            continue;
+        }
+        let values: Vec<u64> = fields.filter_map(|v| v.parse().ok()).collect();
+        // user nice system idle iowait irq softirq steal (guest time is inside user).
+        let sum: u64 = values.iter().take(8).sum();
+        let idle = values.get(3).copied().unwrap_or(0) + values.get(4).copied().unwrap_or(0);
+        busy += sum.saturating_sub(idle);
+    }
+    Ok(busy as f64 / ticks_per_second())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn cpu_times() {
+        assert!(process_cpu_seconds("/proc/self/stat").unwrap() >= 0.0);
+        assert!(cpus_busy_seconds(&[0]).unwrap() > 0.0);
+    }
+}

@@ -1,0 +1,204 @@
+//! Every socket trick of the load generator: connected non-blocking UDP sockets, batched
+//! `sendmmsg`/`recvmmsg`, `poll`, and CPU pinning.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, RawFd};
+
+/// Largest RADIUS packet (RFC 2865 §3); receive buffers are this big.
+pub const MAX_DATAGRAM: usize = 4096;
+
+/// Receive buffer asked for per socket (forced when privileged), so that a full window of
+/// replies never overflows the kernel queue while the loop is busy elsewhere.
+const RECV_BUFFER_BYTES: libc::c_int = 4 << 20;
+
+/// A UDP socket bound to an ephemeral port and connected to `target` (so the kernel drops
+/// datagrams from anyone else), non-blocking.
+pub fn connected_socket(target: SocketAddr) -> io::Result<UdpSocket> {
+    let local: SocketAddr = match target {
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let sock = UdpSocket::bind(local)?;
+    sock.connect(target)?;
+    sock.set_nonblocking(true)?;
+    let fd = sock.as_raw_fd();
+    // SO_RCVBUFFORCE needs CAP_NET_ADMIN; fall back to SO_RCVBUF (capped by rmem_max).
+    if set_int_option(fd, libc::SO_RCVBUFFORCE, RECV_BUFFER_BYTES).is_err() {
+        let _ = set_int_option(fd, libc::SO_RCVBUF, RECV_BUFFER_BYTES);
+    }
+    Ok(sock)
+}
+
+fn set_int_option(fd: RawFd, name: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: `value` outlives the call and its size is passed; `fd` is an open socket.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn would_block(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR))
+}
+
+/// Sends `packets` on the connected socket with one `sendmmsg`. Returns how many were sent
+/// (a prefix of `packets`); 0 when the socket buffer is full.
+pub fn send_batch(fd: RawFd, packets: &[Vec<u8>]) -> io::Result<usize> {
+    if packets.is_empty() {
+        return Ok(0);
+    }
+    let mut iovs: Vec<libc::iovec> = packets
+        .iter()
+        .map(|p| libc::iovec {
+            iov_base: p.as_ptr() as *mut libc::c_void,
+            iov_len: p.len(),
+        })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: all-zero is a valid mmsghdr (null pointers, zero lengths).
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    // SAFETY: every msghdr points to one live iovec that points into a live packet buffer;
+    // the socket is connected, so no address is given. The kernel only reads the buffers.
+    let n = unsafe {
+        libc::sendmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            msgs.len() as libc::c_uint,
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if would_block(&e) { Ok(0) } else { Err(e) };
+    }
+    Ok(n as usize)
+}
+
+/// Receive buffers for [`recv_batch`], reused across calls.
+pub struct RecvBatch {
+    bufs: Vec<[u8; MAX_DATAGRAM]>,
+    lens: Vec<usize>,
+    count: usize,
+}
+
+impl RecvBatch {
+    pub fn new(batch: usize) -> Self {
+        Self {
+            bufs: vec![[0; MAX_DATAGRAM]; batch.max(1)],
+            lens: vec![0; batch.max(1)],
+            count: 0,
+        }
+    }
+
+    /// The datagrams of the last [`recv_batch`]; a datagram longer than [`MAX_DATAGRAM`]
+    /// shows up truncated (and then fails to decode).
+    pub fn datagrams(&self) -> impl Iterator<Item = &[u8]> {
+        self.bufs
+            .iter()
+            .zip(&self.lens)
+            .take(self.count)
+            .map(|(b, &l)| &b[..l.min(MAX_DATAGRAM)])
+    }
+}
+
+/// Receives up to a batch of datagrams with one non-blocking `recvmmsg`. Returns how many
+/// arrived (0 when none is waiting).
+pub fn recv_batch(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> {
+    batch.count = 0;
+    let mut iovs: Vec<libc::iovec> = batch
+        .bufs
+        .iter_mut()
+        .map(|b| libc::iovec {
+            iov_base: b.as_mut_ptr().cast(),
+            iov_len: b.len(),
+        })
+        .collect();
+    let mut msgs: Vec<libc::mmsghdr> = iovs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: all-zero is a valid mmsghdr (null pointers, zero lengths).
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect();
+    // SAFETY: every msghdr points to one live iovec describing a live, writable buffer of
+    // the stated length; no address or control buffer is asked for; no timeout.
+    let n = unsafe {
+        libc::recvmmsg(
+            fd,
+            msgs.as_mut_ptr(),
+            msgs.len() as libc::c_uint,
+            libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if would_block(&e) { Ok(0) } else { Err(e) };
+    }
+    let n = n as usize;
+    for (len, m) in batch.lens.iter_mut().zip(&msgs).take(n) {
+        *len = m.msg_len as usize;
+    }
+    batch.count = n;
+    Ok(n)
+}
+
+/// Waits until one of `fds` is readable or `timeout_ms` passed; sets `readable[i]`.
+pub fn poll_readable(fds: &[RawFd], timeout_ms: i32, readable: &mut [bool]) -> io::Result<usize> {
+    let mut pfds: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|&fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `pfds` is a live array of `pfds.len()` pollfd structures.
+    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if would_block(&e) { Ok(0) } else { Err(e) };
+    }
+    for (r, p) in readable.iter_mut().zip(&pfds) {
+        *r = p.revents & (libc::POLLIN | libc::POLLERR) != 0;
+    }
+    Ok(n as usize)
+}
+
+/// Pins the calling thread (and the threads it starts later) to `cpus`.
+pub fn pin_current_thread(cpus: &[usize]) -> io::Result<()> {
+    // SAFETY: all-zero is an empty cpu_set_t.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &cpu in cpus {
+        // SAFETY: `cpu` < CPU_SETSIZE was checked when the list was parsed.
+        unsafe { libc::CPU_SET(cpu, &mut set) };
+    }
+    // SAFETY: `set` is a live cpu_set_t of the size given; pid 0 is the calling thread.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
