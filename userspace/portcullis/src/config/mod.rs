@@ -84,6 +84,75 @@ pub struct Config {
     pub users: UsersConfig,
     pub accounting: AccountingConfig,
     pub log: LogConfig,
+    pub mfa: MfaConfig,
+}
+
+/// What to do when the MFA service cannot answer (unreachable, timeout, circuit open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailMode {
+    /// Reject the login (the default).
+    Secure,
+    /// Accept on the first factor alone, with an audit line saying so.
+    Safe,
+}
+
+/// The second factor: the NPS extension's settings with the same meaning, and the providers.
+#[derive(Debug, Clone)]
+pub struct MfaConfig {
+    /// REQUIRE_USER_MATCH: users without a second factor are rejected (`true`) or let in on
+    /// their first factor with an audit line (`false`, meant for onboarding).
+    pub require_user_match: bool,
+    /// OVERRIDE_NUMBER_MATCHING_WITH_OTP: ask PAP users with a code-capable method for a code
+    /// through Access-Challenge (`true`) rather than sending a push (`false`).
+    pub override_number_matching_with_otp: bool,
+    /// IP_WHITELIST: NAS-IP-Address values (the attribute, not the packet source) for which
+    /// the second factor is skipped.
+    pub skip_nas_ip: Vec<std::net::IpAddr>,
+    /// A new login by the same user on the same NAS while a push is pending joins it.
+    pub join_pending_logins: bool,
+    pub push_timeout: Duration,
+    pub challenge_timeout: Duration,
+    pub max_pending_per_shard: usize,
+    pub max_pending_per_client: usize,
+    pub max_pending_per_user: usize,
+    pub max_challenges: usize,
+    pub providers: Vec<MfaProviderConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Resilience {
+    pub timeout: Duration,
+    pub retries: u32,
+    pub backoff: Duration,
+    pub breaker_failures: u32,
+    pub breaker_reset: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct MfaProviderConfig {
+    pub name: String,
+    pub fail_mode: FailMode,
+    pub resilience: Resilience,
+    pub kind: MfaProviderKind,
+    pub line: usize,
+}
+
+#[derive(Debug, Clone)]
+pub enum MfaProviderKind {
+    /// Local TOTP (RFC 6238); enrollments in a store file, seeds encrypted with the key file.
+    Totp {
+        /// `None`: the embedded demo store (embedded default only).
+        store: Option<PathBuf>,
+        key_file: Option<PathBuf>,
+    },
+    /// A privacyIDEA server (/validate/check, challenge-response, push polling).
+    PrivacyIdea {
+        url: String,
+        realm: Option<String>,
+        verify_tls: bool,
+        ca_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -128,6 +197,8 @@ pub struct ClientConfig {
     pub network: IpNet,
     pub secret: Secret,
     pub require_message_authenticator: bool,
+    /// The MFA provider every login through this client must pass; `None` = first factor only.
+    pub mfa: Option<String>,
     /// Line of the `[[client]]` entry, for later diagnostics.
     pub line: usize,
 }
@@ -187,6 +258,47 @@ struct RawConfig {
     accounting: RawAccounting,
     #[serde(default)]
     log: RawLog,
+    #[serde(default)]
+    mfa: RawMfa,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMfa {
+    require_user_match: Option<bool>,
+    override_number_matching_with_otp: Option<bool>,
+    skip_nas_ip: Option<Vec<Spanned<String>>>,
+    join_pending_logins: Option<bool>,
+    push_timeout_seconds: Option<Spanned<i64>>,
+    challenge_timeout_seconds: Option<Spanned<i64>>,
+    max_pending_per_shard: Option<Spanned<i64>>,
+    max_pending_per_client: Option<Spanned<i64>>,
+    max_pending_per_user: Option<Spanned<i64>>,
+    max_challenges: Option<Spanned<i64>>,
+    #[serde(default, rename = "provider")]
+    providers: Vec<Spanned<RawProvider>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    name: Spanned<String>,
+    #[serde(rename = "type")]
+    kind: Spanned<String>,
+    fail_mode: Option<FailMode>,
+    timeout_seconds: Option<Spanned<i64>>,
+    retries: Option<Spanned<i64>>,
+    backoff_ms: Option<Spanned<i64>>,
+    breaker_failures: Option<Spanned<i64>>,
+    breaker_reset_seconds: Option<Spanned<i64>>,
+    // totp
+    store: Option<String>,
+    key_file: Option<String>,
+    // privacyidea
+    url: Option<Spanned<String>>,
+    realm: Option<String>,
+    verify_tls: Option<bool>,
+    ca_file: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -220,6 +332,7 @@ struct RawClient {
     secret: Option<Spanned<String>>,
     secret_file: Option<Spanned<String>>,
     require_message_authenticator: Option<bool>,
+    mfa: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -300,6 +413,99 @@ impl Config {
         ports.sort_unstable();
         ports.dedup();
         ports
+    }
+}
+
+impl Cx<'_> {
+    fn mfa(&self, m: &RawMfa, origin: &Origin) -> Result<MfaConfig, ConfigError> {
+        let secs = |v: &Option<Spanned<i64>>, d: usize, lo: i64, hi: i64, what: &str| {
+            self.positive(v, d, lo, hi, what)
+                .map(|n| Duration::from_secs(n as u64))
+        };
+        let mut skip = Vec::new();
+        for ip in m.skip_nas_ip.iter().flatten() {
+            skip.push(ip.get_ref().parse().map_err(|_| {
+                self.err(ip, format!("mfa.skip_nas_ip: `{}` is not an IP address", ip.get_ref()))
+            })?);
+        }
+        let mut providers: Vec<MfaProviderConfig> = Vec::new();
+        for p in &m.providers {
+            let line = self.line_of(p.span().start);
+            let p = p.get_ref();
+            let name = p.name.get_ref().clone();
+            if name.is_empty() || name == "none" {
+                return Err(self.err(&p.name, "provider name must not be empty or `none`"));
+            }
+            if let Some(prev) = providers.iter().find(|q| q.name == name) {
+                return Err(self.err(
+                    &p.name,
+                    format!("provider `{name}` is already defined (line {})", prev.line),
+                ));
+            }
+            let resilience = Resilience {
+                timeout: secs(&p.timeout_seconds, 10, 1, 300, "timeout_seconds")?,
+                retries: self.positive(&p.retries, 2, 0, 10, "retries")? as u32,
+                backoff: Duration::from_millis(
+                    self.positive(&p.backoff_ms, 200, 0, 60_000, "backoff_ms")? as u64,
+                ),
+                breaker_failures: self.positive(&p.breaker_failures, 5, 1, 1000, "breaker_failures")?
+                    as u32,
+                breaker_reset: secs(&p.breaker_reset_seconds, 30, 1, 3600, "breaker_reset_seconds")?,
+            };
+            let kind = match p.kind.get_ref().as_str() {
+                "totp" => {
+                    let store = p.store.as_deref().map(|s| self.path(s));
+                    if store.is_none() && *origin != Origin::Embedded {
+                        return Err(self.err(&p.kind, "a totp provider needs `store` (the enrollment file)"));
+                    }
+                    MfaProviderKind::Totp {
+                        store,
+                        key_file: p.key_file.as_deref().map(|s| self.path(s)),
+                    }
+                }
+                "privacyidea" => {
+                    let Some(url) = &p.url else {
+                        return Err(self.err(&p.kind, "a privacyidea provider needs `url`"));
+                    };
+                    let u = url.get_ref();
+                    if !(u.starts_with("https://") || u.starts_with("http://")) {
+                        return Err(self.err(url, format!("`{u}` is not an http(s) URL")));
+                    }
+                    MfaProviderKind::PrivacyIdea {
+                        url: u.clone(),
+                        realm: p.realm.clone(),
+                        verify_tls: p.verify_tls.unwrap_or(true),
+                        ca_file: p.ca_file.as_deref().map(|s| self.path(s)),
+                    }
+                }
+                other => {
+                    return Err(self.err(
+                        &p.kind,
+                        format!("unknown provider type `{other}` (totp, privacyidea)"),
+                    ))
+                }
+            };
+            providers.push(MfaProviderConfig {
+                name,
+                fail_mode: p.fail_mode.unwrap_or(FailMode::Secure),
+                resilience,
+                kind,
+                line,
+            });
+        }
+        Ok(MfaConfig {
+            require_user_match: m.require_user_match.unwrap_or(true),
+            override_number_matching_with_otp: m.override_number_matching_with_otp.unwrap_or(true),
+            skip_nas_ip: skip,
+            join_pending_logins: m.join_pending_logins.unwrap_or(true),
+            push_timeout: secs(&m.push_timeout_seconds, 90, 5, 600, "mfa.push_timeout_seconds")?,
+            challenge_timeout: secs(&m.challenge_timeout_seconds, 120, 10, 900, "mfa.challenge_timeout_seconds")?,
+            max_pending_per_shard: self.positive(&m.max_pending_per_shard, 1_000_000, 1, 50_000_000, "mfa.max_pending_per_shard")?,
+            max_pending_per_client: self.positive(&m.max_pending_per_client, 1_000_000, 1, 50_000_000, "mfa.max_pending_per_client")?,
+            max_pending_per_user: self.positive(&m.max_pending_per_user, 4, 1, 1000, "mfa.max_pending_per_user")?,
+            max_challenges: self.positive(&m.max_challenges, 1_000_000, 1, 50_000_000, "mfa.max_challenges")?,
+            providers,
+        })
     }
 }
 
@@ -453,7 +659,7 @@ impl Cx<'_> {
             )? as u64),
             duplicate_cache_entries: self.positive(
                 &s.duplicate_cache_entries,
-                1 << 20,
+                1 << 18,
                 1024,
                 1 << 26,
                 "server.duplicate_cache_entries",
@@ -558,6 +764,7 @@ impl Cx<'_> {
                 network,
                 secret: Secret::new(secret),
                 require_message_authenticator: c.require_message_authenticator.unwrap_or(true),
+                mfa: c.mfa.as_ref().map(|m| m.get_ref().clone()),
                 line,
             });
         }
@@ -607,7 +814,25 @@ impl Cx<'_> {
             }
         };
 
+        let mfa = self.mfa(&raw.mfa, &origin)?;
+        for c in &raw.clients {
+            if let Some(m) = &c.get_ref().mfa {
+                if m.get_ref() != "none" && !mfa.providers.iter().any(|p| &p.name == m.get_ref()) {
+                    return Err(self.err(
+                        m,
+                        format!("client mfa = `{}` names no [[mfa.provider]]", m.get_ref()),
+                    ));
+                }
+            }
+        }
+        for c in &mut clients {
+            if c.mfa.as_deref() == Some("none") {
+                c.mfa = None;
+            }
+        }
+
         Ok(Config {
+            mfa,
             origin,
             data_dir,
             server,
