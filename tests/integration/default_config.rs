@@ -42,14 +42,66 @@ fn embedded_default_serves_the_demo_users_with_xdp_on_lo() {
     let ns_name = Some(ns.name.as_str());
     let ok = rad_pap(ns_name, auth, "alice", "Alice#Pass1");
     assert_eq!(ok.code.as_deref(), Some("Access-Accept"), "{}", ok.output);
-    let bob = radclient(
+    // bob is enrolled for TOTP in the demo: his PAP login gets an Access-Challenge with a State,
+    // and his code (seed JBSWY3DPEHPK3PXP) completes it.
+    let c1 = radclient(
+        ns_name,
+        auth,
+        "auth",
+        "testing123",
+        "User-Name = \"bob\", User-Password = \"Bob#Pass1\", Message-Authenticator = 0x00\n",
+    );
+    assert_eq!(
+        c1.code.as_deref(),
+        Some("Access-Challenge"),
+        "{}",
+        c1.output
+    );
+    let state = c1
+        .output
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("State = "))
+        .expect("no State in the challenge")
+        .to_owned();
+    let seed = portcullis_mfa::totp::base32_decode("JBSWY3DPEHPK3PXP").unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let code = portcullis_mfa::totp::code_at(&seed, now, &Default::default());
+    let bob = radclient(ns_name, auth, "auth", "testing123", &format!(
+        "User-Name = \"bob\", User-Password = \"{}\", State = {state}, Message-Authenticator = 0x00\n",
+        &*code
+    ));
+    assert_eq!(bob.code.as_deref(), Some("Access-Accept"), "{}", bob.output);
+    // CHAP cannot carry a one-time code: bob's CHAP login is refused, with that reason logged.
+    let chap = radclient(
         ns_name,
         auth,
         "auth",
         "testing123",
         "User-Name = \"bob\", CHAP-Password = \"Bob#Pass1\", Message-Authenticator = 0x00\n",
     );
-    assert_eq!(bob.code.as_deref(), Some("Access-Accept"), "{}", bob.output);
+    assert_eq!(
+        chap.code.as_deref(),
+        Some("Access-Reject"),
+        "{}",
+        chap.output
+    );
+    // alice (CHAP, not enrolled, require_user_match = false in the demo) gets in.
+    let alice_chap = radclient(
+        ns_name,
+        auth,
+        "auth",
+        "testing123",
+        "User-Name = \"alice\", CHAP-Password = \"Alice#Pass1\", Message-Authenticator = 0x00\n",
+    );
+    assert_eq!(
+        alice_chap.code.as_deref(),
+        Some("Access-Accept"),
+        "{}",
+        alice_chap.output
+    );
     let bad = rad_pap(ns_name, auth, "alice", "Bob#Pass1");
     assert_eq!(bad.code.as_deref(), Some("Access-Reject"), "{}", bad.output);
     let no_ma = radclient(
@@ -97,7 +149,8 @@ fn embedded_default_serves_the_demo_users_with_xdp_on_lo() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(text.contains("xdp.active 1"), "{text}");
-    assert!(text.contains("access_accept 2"), "{text}");
+    assert!(text.contains("access_accept 3"), "{text}");
+    assert!(text.contains("access_challenge 1"), "{text}");
 
     // SAFETY: kill(2) on our child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };

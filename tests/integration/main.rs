@@ -10,6 +10,7 @@ mod cli;
 mod dedup;
 mod default_config;
 mod malformed;
+mod mfa;
 mod mschapv2;
 mod reload;
 mod xdp;

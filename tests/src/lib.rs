@@ -94,6 +94,11 @@ pub struct ServerOpts {
     pub acct_listen: Vec<String>,
     /// Run inside this network namespace (`ip netns exec`).
     pub netns: Option<String>,
+    /// TOTP enrollments (user, base32 seed) made with `portcullis users totp enroll` into
+    /// `totp.toml`, for a provider declared as `store = "totp.toml"`, `key_file = "users.key"`.
+    pub totp: Vec<(&'static str, &'static str)>,
+    /// Extra TOML: an `[mfa]` table and `[[mfa.provider]]` entries.
+    pub mfa: String,
 }
 
 impl Default for ServerOpts {
@@ -107,6 +112,8 @@ impl Default for ServerOpts {
             auth_listen: Vec::new(),
             acct_listen: Vec::new(),
             netns: None,
+            totp: Vec::new(),
+            mfa: String::new(),
         }
     }
 }
@@ -190,6 +197,24 @@ impl Server {
     pub fn start(opts: ServerOpts) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let (users, key) = make_users(dir.path(), &opts.users);
+        for (user, seed) in &opts.totp {
+            let (st, _, err) = portcullis(
+                &[
+                    "users",
+                    "--file",
+                    users.to_str().unwrap(),
+                    "--key-file",
+                    key.to_str().unwrap(),
+                    "totp",
+                    "enroll",
+                    user,
+                    "--seed",
+                    seed,
+                ],
+                None,
+            );
+            assert!(st.success(), "totp enroll {user} failed: {err}");
+        }
         let port = free_port();
         let auth_listen = if opts.auth_listen.is_empty() {
             vec![format!("127.0.0.1:{port}")]
@@ -213,13 +238,14 @@ impl Server {
              {}\n\
              [users]\nfile = \"{}\"\nchap_key_file = \"{}\"\n\
              [log]\nlevel = \"debug\"\n\
-             {}",
+             {}\n{}",
             q(&auth_listen),
             q(&acct_listen),
             opts.xdp,
             users.display(),
             key.display(),
             opts.clients,
+            opts.mfa,
         );
         let config_path = dir.path().join("portcullis.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -447,6 +473,7 @@ pub fn rad_pap(netns: Option<&str>, server: SocketAddr, user: &str, password: &s
 // ---- a raw RADIUS client written from the RFCs ---------------------------------------------
 
 pub mod attr {
+    pub const STATE: u8 = 24;
     pub const USER_NAME: u8 = 1;
     pub const USER_PASSWORD: u8 = 2;
     pub const CHAP_PASSWORD: u8 = 3;
@@ -465,6 +492,7 @@ pub const ACCESS_REJECT: u8 = 3;
 pub const ACCOUNTING_REQUEST: u8 = 4;
 pub const ACCOUNTING_RESPONSE: u8 = 5;
 pub const STATUS_SERVER: u8 = 12;
+pub const ACCESS_CHALLENGE: u8 = 11;
 
 pub type Attrs = Vec<(u8, Vec<u8>)>;
 

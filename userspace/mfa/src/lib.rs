@@ -21,3 +21,6 @@ pub mod totp;
 pub use provider::{
     Begin, DenyReason, Factor, MfaError, MfaProvider, MfaRequest, ProviderState, Verdict,
 };
+pub use privacyidea::{PrivacyIdea, PrivacyIdeaConfig};
+pub use resilience::{ResilienceConfig, Resilient};
+pub use totp::{TotpProvider, TotpStore};

@@ -54,7 +54,10 @@ impl fmt::Debug for ProviderState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Begin {
     /// Ask the user for a code with this prompt; keep `state` for `verify_otp`.
-    Challenge { prompt: String, state: ProviderState },
+    Challenge {
+        prompt: String,
+        state: ProviderState,
+    },
     /// A push was sent; call `wait_push` with `state`.
     PushSent { state: ProviderState },
     /// The provider decided at once (e.g. a bypass configured at the provider).

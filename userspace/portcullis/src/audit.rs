@@ -29,6 +29,9 @@ pub enum Reason {
     NoReversiblyEncryptedPassword,
     /// 22: the EAP type cannot be processed (EAP is not served yet).
     EapTypeNotProcessed,
+    /// 21: an NPS extension rejected the request — here, the second factor (denied, timed
+    /// out, not enrolled with require_user_match, or the MFA service down in `secure` mode).
+    MfaRejected,
     /// 34: the account is disabled.
     AccountDisabled,
     /// 66: the request carries no authentication type the server accepts.
@@ -45,6 +48,7 @@ impl Reason {
             Reason::AuthenticationFailure => 16,
             Reason::UnsupportedAuthType => 18,
             Reason::NoReversiblyEncryptedPassword => 19,
+            Reason::MfaRejected => 21,
             Reason::EapTypeNotProcessed => 22,
             Reason::AccountDisabled => 34,
             Reason::InvalidAuthType => 66,
@@ -60,6 +64,7 @@ impl Reason {
             Reason::AuthenticationFailure => "bad user name or password",
             Reason::UnsupportedAuthType => "authentication type not supported",
             Reason::NoReversiblyEncryptedPassword => "no reversibly encrypted password for CHAP",
+            Reason::MfaRejected => "rejected by the second factor",
             Reason::EapTypeNotProcessed => "EAP is not supported",
             Reason::AccountDisabled => "account disabled",
             Reason::InvalidAuthType => "no supported authentication method in request",

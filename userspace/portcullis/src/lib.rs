@@ -12,6 +12,7 @@ pub mod accounting_record;
 pub mod audit;
 pub mod config;
 pub mod control;
+pub mod mfa;
 pub mod net;
 pub mod server;
 pub mod stats;

@@ -25,6 +25,7 @@ counters! {
     Received => "received",
     AccessAccept => "access_accept",
     AccessReject => "access_reject",
+    AccessChallenge => "access_challenge",
     AccountingResponse => "accounting_response",
     StatusServer => "status_server",
     DuplicateResent => "duplicate_resent",

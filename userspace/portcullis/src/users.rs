@@ -49,7 +49,7 @@ pub fn load(cfg: &UsersConfig) -> Result<LocalUsers> {
     }
 }
 
-fn read_key(path: &Path) -> Result<ReversibleKey> {
+pub fn read_key(path: &Path) -> Result<ReversibleKey> {
     let text = Zeroizing::new(
         std::fs::read_to_string(path)
             .with_context(|| format!("{}: cannot read CHAP key file", path.display()))?,
@@ -116,6 +116,39 @@ enum UsersCmd {
     Disable { name: String },
     /// Enable a disabled user.
     Enable { name: String },
+    /// Manage local TOTP enrollments (the `totp` MFA provider's store; seeds are encrypted with
+    /// --key-file).
+    Totp {
+        /// The enrollment file; default: totp.toml next to the users file.
+        #[arg(long)]
+        totp_file: Option<PathBuf>,
+        #[command(subcommand)]
+        cmd: TotpCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum TotpCmd {
+    /// Enroll a user: prints the otpauth:// URI and a QR code to scan with an authenticator app.
+    Enroll {
+        name: String,
+        /// Use this base32 seed instead of a random one (e.g. to migrate an existing token).
+        #[arg(long)]
+        seed: Option<String>,
+        #[arg(long, default_value = "sha1")]
+        algorithm: String,
+        #[arg(long, default_value_t = 6)]
+        digits: u32,
+        #[arg(long, default_value_t = 30)]
+        period: u32,
+        /// Draw the QR code for a terminal with a light background.
+        #[arg(long)]
+        light: bool,
+    },
+    /// Remove a user's enrollment.
+    Remove { name: String },
+    /// List enrolled users (never seeds).
+    List,
 }
 
 pub fn cli(args: UsersArgs) -> Result<()> {
@@ -193,6 +226,15 @@ pub fn cli(args: UsersArgs) -> Result<()> {
             write_atomic(file, &store::set_disabled(&current()?, &name, false)?)?;
             println!("enabled {name}");
         }
+        UsersCmd::Totp { totp_file, cmd } => {
+            let path = totp_file.unwrap_or_else(|| {
+                file.parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."))
+                    .join("totp.toml")
+            });
+            totp_cli(&path, args.key_file.as_deref(), cmd)?;
+        }
         UsersCmd::List => {
             let users = store::list_users(&current()?)?;
             println!(
@@ -209,6 +251,81 @@ pub fn cli(args: UsersArgs) -> Result<()> {
                     if u.disabled { "disabled" } else { "enabled" },
                     u.groups.join(",")
                 );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn totp_cli(path: &Path, key_file: Option<&Path>, cmd: TotpCmd) -> Result<()> {
+    use portcullis_mfa::totp;
+    let current = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("{}: cannot read", path.display())),
+    };
+    match cmd {
+        TotpCmd::Enroll {
+            name,
+            seed,
+            algorithm,
+            digits,
+            period,
+            light,
+        } => {
+            let Some(k) = key_file else {
+                bail!("totp enroll needs --key-file (seeds are stored encrypted)");
+            };
+            let key = read_key(k)?;
+            let algorithm = totp::Algorithm::parse(&algorithm).with_context(|| {
+                format!("unknown algorithm `{algorithm}` (sha1, sha256, sha512)")
+            })?;
+            let opts = totp::TotpOptions {
+                algorithm,
+                digits,
+                period,
+            };
+            let seed = match seed {
+                Some(b32) => totp::base32_decode(&b32)?,
+                None => totp::generate_seed(&mut rand::rngs::OsRng, algorithm),
+            };
+            let mut nonce = [0u8; 12];
+            rand::rngs::OsRng.fill_bytes(&mut nonce);
+            let text = totp::enroll(&current, &name, &seed, &opts, &key, nonce)?;
+            write_atomic(path, &text)?;
+            let uri = totp::otpauth_uri("Portcullis", &name, &seed, &opts);
+            let qr = totp::render_qr(
+                &uri,
+                if light {
+                    totp::TerminalBackground::Light
+                } else {
+                    totp::TerminalBackground::Dark
+                },
+            )?;
+            println!("enrolled {name} in {}", path.display());
+            println!(
+                "Scan this with the user's authenticator app (shown once; it contains the seed):"
+            );
+            print!("{}", &*qr);
+            println!("{}", &*uri);
+        }
+        TotpCmd::Remove { name } => {
+            write_atomic(path, &totp::remove(&current, &name)?)?;
+            println!("removed the TOTP enrollment of {name}");
+        }
+        TotpCmd::List => {
+            println!("{:<24} {:<8} {:<6} period", "name", "hash", "digits");
+            for u in totp::list(&current)? {
+                match u.options {
+                    Some(o) => println!(
+                        "{:<24} {:<8} {:<6} {}",
+                        u.name,
+                        o.algorithm.name(),
+                        o.digits,
+                        o.period
+                    ),
+                    None => println!("{:<24} (invalid entry, line {})", u.name, u.line),
+                }
             }
         }
     }

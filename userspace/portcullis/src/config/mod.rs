@@ -24,6 +24,9 @@ pub const EMBEDDED_USERS: &str = include_str!("../../defaults/users.toml");
 /// The reversible-encryption key for the demo users' CHAP entries. Demo only: a real deployment
 /// generates its own with `portcullis users gen-key`.
 pub const EMBEDDED_CHAP_KEY: &str = include_str!("../../defaults/users.key");
+/// The demo TOTP enrollments of the embedded default: `bob` with the seed `JBSWY3DPEHPK3PXP`
+/// (README), encrypted with the demo key above.
+pub const EMBEDDED_TOTP: &str = include_str!("../../defaults/totp.toml");
 /// Name used in error messages for the embedded default.
 pub const EMBEDDED_NAME: &str = "<embedded default>";
 
@@ -425,7 +428,10 @@ impl Cx<'_> {
         let mut skip = Vec::new();
         for ip in m.skip_nas_ip.iter().flatten() {
             skip.push(ip.get_ref().parse().map_err(|_| {
-                self.err(ip, format!("mfa.skip_nas_ip: `{}` is not an IP address", ip.get_ref()))
+                self.err(
+                    ip,
+                    format!("mfa.skip_nas_ip: `{}` is not an IP address", ip.get_ref()),
+                )
             })?);
         }
         let mut providers: Vec<MfaProviderConfig> = Vec::new();
@@ -445,18 +451,36 @@ impl Cx<'_> {
             let resilience = Resilience {
                 timeout: secs(&p.timeout_seconds, 10, 1, 300, "timeout_seconds")?,
                 retries: self.positive(&p.retries, 2, 0, 10, "retries")? as u32,
-                backoff: Duration::from_millis(
-                    self.positive(&p.backoff_ms, 200, 0, 60_000, "backoff_ms")? as u64,
-                ),
-                breaker_failures: self.positive(&p.breaker_failures, 5, 1, 1000, "breaker_failures")?
-                    as u32,
-                breaker_reset: secs(&p.breaker_reset_seconds, 30, 1, 3600, "breaker_reset_seconds")?,
+                backoff: Duration::from_millis(self.positive(
+                    &p.backoff_ms,
+                    200,
+                    0,
+                    60_000,
+                    "backoff_ms",
+                )? as u64),
+                breaker_failures: self.positive(
+                    &p.breaker_failures,
+                    5,
+                    1,
+                    1000,
+                    "breaker_failures",
+                )? as u32,
+                breaker_reset: secs(
+                    &p.breaker_reset_seconds,
+                    30,
+                    1,
+                    3600,
+                    "breaker_reset_seconds",
+                )?,
             };
             let kind = match p.kind.get_ref().as_str() {
                 "totp" => {
                     let store = p.store.as_deref().map(|s| self.path(s));
                     if store.is_none() && *origin != Origin::Embedded {
-                        return Err(self.err(&p.kind, "a totp provider needs `store` (the enrollment file)"));
+                        return Err(self.err(
+                            &p.kind,
+                            "a totp provider needs `store` (the enrollment file)",
+                        ));
                     }
                     MfaProviderKind::Totp {
                         store,
@@ -498,12 +522,48 @@ impl Cx<'_> {
             override_number_matching_with_otp: m.override_number_matching_with_otp.unwrap_or(true),
             skip_nas_ip: skip,
             join_pending_logins: m.join_pending_logins.unwrap_or(true),
-            push_timeout: secs(&m.push_timeout_seconds, 90, 5, 600, "mfa.push_timeout_seconds")?,
-            challenge_timeout: secs(&m.challenge_timeout_seconds, 120, 10, 900, "mfa.challenge_timeout_seconds")?,
-            max_pending_per_shard: self.positive(&m.max_pending_per_shard, 1_000_000, 1, 50_000_000, "mfa.max_pending_per_shard")?,
-            max_pending_per_client: self.positive(&m.max_pending_per_client, 1_000_000, 1, 50_000_000, "mfa.max_pending_per_client")?,
-            max_pending_per_user: self.positive(&m.max_pending_per_user, 4, 1, 1000, "mfa.max_pending_per_user")?,
-            max_challenges: self.positive(&m.max_challenges, 1_000_000, 1, 50_000_000, "mfa.max_challenges")?,
+            push_timeout: secs(
+                &m.push_timeout_seconds,
+                90,
+                5,
+                600,
+                "mfa.push_timeout_seconds",
+            )?,
+            challenge_timeout: secs(
+                &m.challenge_timeout_seconds,
+                120,
+                10,
+                900,
+                "mfa.challenge_timeout_seconds",
+            )?,
+            max_pending_per_shard: self.positive(
+                &m.max_pending_per_shard,
+                1_000_000,
+                1,
+                50_000_000,
+                "mfa.max_pending_per_shard",
+            )?,
+            max_pending_per_client: self.positive(
+                &m.max_pending_per_client,
+                1_000_000,
+                1,
+                50_000_000,
+                "mfa.max_pending_per_client",
+            )?,
+            max_pending_per_user: self.positive(
+                &m.max_pending_per_user,
+                4,
+                1,
+                1000,
+                "mfa.max_pending_per_user",
+            )?,
+            max_challenges: self.positive(
+                &m.max_challenges,
+                1_000_000,
+                1,
+                50_000_000,
+                "mfa.max_challenges",
+            )?,
             providers,
         })
     }

@@ -11,12 +11,16 @@ use portcullis_proto::{SharedSecret, VerifyPolicy};
 use crate::config::ClientConfig;
 
 pub struct Client {
+    /// Position in the configuration; stable across a reload that keeps the client list.
+    pub index: u32,
     pub name: String,
     pub network: IpNet,
     pub secret: SharedSecret,
     pub require_message_authenticator: bool,
     /// The verification policy derived from the settings above, built once.
     pub policy: VerifyPolicy,
+    /// The second factor every login through this client must pass.
+    pub mfa: Option<Arc<crate::mfa::Provider>>,
 }
 
 pub struct ClientTable {
@@ -27,10 +31,22 @@ pub struct ClientTable {
 }
 
 impl ClientTable {
-    pub fn new(cfg: &[ClientConfig]) -> anyhow::Result<Self> {
+    pub fn new(cfg: &[ClientConfig], mfa: &crate::mfa::Mfa) -> anyhow::Result<Self> {
         let mut clients: Vec<Arc<Client>> = Vec::with_capacity(cfg.len());
-        for c in cfg {
+        for (index, c) in cfg.iter().enumerate() {
+            let provider = match &c.mfa {
+                None => None,
+                Some(name) => Some(mfa.providers.get(name).cloned().ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "client `{}` (line {}): no MFA provider `{name}`",
+                        c.name,
+                        c.line
+                    )
+                })?),
+            };
             clients.push(Arc::new(Client {
+                index: u32::try_from(index).unwrap_or(u32::MAX),
+                mfa: provider,
                 name: c.name.clone(),
                 network: c.network,
                 secret: SharedSecret::new(c.secret.expose().as_bytes())
@@ -97,7 +113,7 @@ mod tests {
             Origin::File("t.toml".into()),
         )
         .unwrap();
-        let t = ClientTable::new(&cfg.clients).unwrap();
+        let t = ClientTable::new(&cfg.clients, &crate::mfa::Mfa::build(&cfg).unwrap()).unwrap();
         let name = |ip: &str| t.lookup(ip.parse().unwrap()).map(|c| c.name.clone());
         assert_eq!(name("10.1.2.3").as_deref(), Some("host"));
         assert_eq!(name("10.1.2.4").as_deref(), Some("narrow"));

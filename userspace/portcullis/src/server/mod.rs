@@ -10,6 +10,7 @@ pub mod dedup;
 pub mod pipeline;
 pub mod primary;
 pub mod reply;
+pub mod second_factor;
 pub mod shard;
 
 use std::net::SocketAddr;
@@ -39,6 +40,9 @@ pub struct Shared {
     pub clients: ClientTable,
     pub users: LocalUsers,
     pub accounting: AccountingSink,
+    /// Built once at start-up and carried over by reloads (TOTP replay state and outstanding
+    /// challenges survive a reload; provider settings need a restart).
+    pub mfa: Arc<crate::mfa::Mfa>,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -55,10 +59,15 @@ pub fn serve(config: Config) -> Result<()> {
                     config.accounting.directory.display()
                 )
             })?;
+    let mfa = Arc::new(crate::mfa::Mfa::build(&config)?);
+    for p in &config.mfa.providers {
+        tracing::info!(provider = %p.name, fail_mode = ?p.fail_mode, "MFA provider ready");
+    }
     let shared = Arc::new(ArcSwap::from_pointee(Shared {
-        clients: ClientTable::new(&config.clients)?,
+        clients: ClientTable::new(&config.clients, &mfa)?,
         users,
         accounting: sink,
+        mfa,
     }));
 
     let shards = if config.server.shards == 0 {
@@ -168,12 +177,16 @@ pub fn serve(config: Config) -> Result<()> {
             started,
         ));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut sweep = tokio::time::interval(std::time::Duration::from_secs(10));
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); break; }
                 _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
                 _ = hup.recv() => reload(&config, &shared, &xdp),
+                _ = sweep.tick() => {
+                    shared.load().mfa.challenges.sweep(Instant::now());
+                }
                 r = &mut control => {
                     if let Err(e) = r {
                         tracing::error!(error = %e, "control socket failed");
@@ -225,18 +238,19 @@ fn reload(config: &Config, shared: &Arc<ArcSwap<Shared>>, xdp: &std::sync::Mutex
     {
         tracing::warn!("listener changes need a restart; they are ignored by this reload");
     }
-    let clients = match ClientTable::new(&new.clients) {
+    let old = shared.load();
+    let clients = match ClientTable::new(&new.clients, &old.mfa) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "reload refused; keeping the old clients");
             return;
         }
     };
-    let old = shared.load();
     shared.store(Arc::new(Shared {
         clients,
         users,
         accounting: old.accounting.clone(),
+        mfa: old.mfa.clone(),
     }));
     if let Ok(mut x) = xdp.lock() {
         x.replace_clients(&new);

@@ -13,7 +13,9 @@
 //! 7. the work: authentication against the local users, Status-Server, or accounting.
 //!
 //! Everything here is synchronous except accounting, whose reply waits until the record is
-//! durable ([`Outcome::AfterDurable`]).
+//! durable ([`Outcome::AfterDurable`]), and the second factor, whose provider calls run as
+//! local tasks ([`Outcome::Later`]) that come back through [`Pipeline::later`] (see
+//! `second_factor.rs`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,10 +27,12 @@ use portcullis_proto::{verify_request, AttrType, Code, PacketBuilder, RawPacket,
 use super::clients::Client;
 use super::dedup::{DedupCache, Key, Lookup};
 use super::primary;
-use super::reply::{self, Answer};
+use super::reply::{self, Answer, ReplyTo};
+use super::second_factor::{self as sf, Done, Effects, Final, Login, Waiter, WaiterInfo};
 use super::{ListenerKind, Shared};
 use crate::accounting::Durable;
 use crate::audit::{self, Decision, Method, Reason};
+use crate::mfa::{self, Plan};
 use crate::stats::{Counter, ShardStats};
 
 /// What the shard does with a datagram.
@@ -39,6 +43,11 @@ pub enum Outcome<'a> {
     Dropped,
     /// Send a reply once the accounting record is durable.
     AfterDurable(Deferred),
+    /// Run this task (a second-factor provider call) and hand its result to
+    /// [`Pipeline::later`].
+    Later(sf::Task),
+    /// The request joined a login already waiting for its second factor; it is answered with it.
+    Waiting,
 }
 
 /// A reply held back until its accounting record is on disk.
@@ -69,6 +78,8 @@ pub struct Pipeline {
 struct Work {
     stats: Arc<ShardStats>,
     dedup: DedupCache,
+    /// Logins of this shard waiting for a push answer.
+    pending: sf::Pending,
     reply: Vec<u8>,
     unknown_warned_at: Option<Instant>,
     unknown_since_warning: u64,
@@ -76,9 +87,10 @@ struct Work {
 
 const UNKNOWN_CLIENT_WARNING_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Longest time a request may stay "in progress" in the duplicate cache without an answer
-/// (an accounting record whose write failed is forgotten explicitly; this is the backstop).
-const IN_PROGRESS_LIMIT: Duration = Duration::from_secs(30);
+/// Longest time a request may stay "in progress" in the duplicate cache without an answer,
+/// beyond the longest second-factor wait (a request whose processing failed without an answer
+/// is forgotten explicitly; this is the backstop).
+const IN_PROGRESS_SLACK: Duration = Duration::from_secs(60);
 
 impl Pipeline {
     pub fn new(
@@ -87,16 +99,26 @@ impl Pipeline {
         dedup_window: Duration,
         dedup_entries: usize,
     ) -> Self {
+        let current = shared.load_full();
+        let m = &current.mfa.settings;
+        let in_progress = m.push_timeout.max(m.challenge_timeout) + IN_PROGRESS_SLACK;
+        let limits = portcullis_pending::Limits {
+            max_entries: m.max_pending_per_shard,
+            max_per_client: m.max_pending_per_client,
+            max_per_user: m.max_pending_per_user,
+            ..Default::default()
+        };
         Pipeline {
-            current: shared.load_full(),
             source: shared,
             work: Work {
                 stats,
-                dedup: DedupCache::new(dedup_window, IN_PROGRESS_LIMIT, dedup_entries),
+                dedup: DedupCache::new(dedup_window, in_progress, dedup_entries),
+                pending: sf::Pending::new(limits),
                 reply: Vec::with_capacity(4096),
                 unknown_warned_at: None,
                 unknown_since_warning: 0,
             },
+            current,
         }
     }
 
@@ -120,6 +142,60 @@ impl Pipeline {
     ) -> Outcome<'_> {
         self.work
             .handle(&self.current, index, kind, from, data, oversize, now)
+    }
+
+    /// Takes the result of a second-factor task: the replies to send (already recorded in the
+    /// duplicate cache) and maybe a follow-up task.
+    pub fn later(&mut self, done: Done, now: Instant) -> Effects {
+        let mut fx = self.work.later(&self.current, done, now);
+        self.work.record(&mut fx, now);
+        fx
+    }
+
+    /// Once a second: answers pending logins whose deadline passed.
+    pub fn tick(&mut self, now: Instant) -> Effects {
+        let mut fx = Effects::default();
+        for c in self.work.pending.expire(now) {
+            for w in c.waiters {
+                sf::answer(
+                    &w.payload.info,
+                    None,
+                    Final::Reject {
+                        reason: Reason::MfaRejected,
+                        detail: "MFA: no answer to the push in time",
+                    },
+                    &mut fx,
+                    &self.work.stats,
+                );
+            }
+        }
+        self.work.record(&mut fx, now);
+        fx
+    }
+
+    /// At shutdown: answers every pending login with a reject rather than dropping it.
+    pub fn drain(&mut self, now: Instant) -> Effects {
+        let mut fx = Effects::default();
+        for c in self.work.pending.drain_all() {
+            for w in c.waiters {
+                sf::answer(
+                    &w.payload.info,
+                    None,
+                    Final::Reject {
+                        reason: Reason::MfaRejected,
+                        detail: "server shutting down while waiting for MFA",
+                    },
+                    &mut fx,
+                    &self.work.stats,
+                );
+            }
+        }
+        self.work.record(&mut fx, now);
+        fx
+    }
+
+    pub fn pending_len(&self) -> usize {
+        self.work.pending.len()
     }
 
     /// Finishes a deferred (accounting) request once its record is durable, or not.
@@ -240,15 +316,18 @@ impl Work {
         if code == Code::ACCOUNTING_REQUEST {
             return self.accounting(shared, client, from, &request, key, authenticator);
         }
-        match self.access(shared, client, from, &request) {
-            Ok(()) => {
+        match self.access(shared, client, key, &request, now) {
+            Access::Replied => {
                 self.dedup.answered(key, &authenticator, &self.reply, now);
                 Outcome::Reply(&self.reply)
             }
-            Err(()) => {
+            Access::Dropped => {
                 self.dedup.forget(key, &authenticator);
                 Outcome::Dropped
             }
+            // The request stays "in progress" in the duplicate cache until its answer.
+            Access::Later(task) => Outcome::Later(task),
+            Access::Waiting => Outcome::Waiting,
         }
     }
 
@@ -336,32 +415,27 @@ impl Work {
         })
     }
 
-    /// Authenticates an Access-Request against the local users and builds the reply in
-    /// `self.reply`. `Err` means the request is dropped instead (counted and audited).
-    fn access(
+    /// Encodes an answer to `request` in `self.reply` and writes its audit line.
+    #[allow(clippy::too_many_arguments)]
+    fn reply_now(
         &mut self,
-        shared: &Shared,
         client: &Client,
         from: SocketAddr,
         request: &VerifiedRequest<'_>,
-    ) -> Result<(), ()> {
-        let primary = primary::authenticate(&shared.users, client, request);
-        let answer = match &primary.grant {
-            Some(g) => Answer::Accept(g),
-            None => Answer::Reject {
-                ms_error: primary.ms_error,
-                message: None,
-            },
-        };
+        answer: &Answer<'_>,
+        method: Method,
+        reason: Reason,
+        detail: &str,
+    ) -> Access {
         let (buf, built) =
-            reply::to_request(std::mem::take(&mut self.reply), request, client, &answer);
+            reply::to_request(std::mem::take(&mut self.reply), request, client, answer);
         self.reply = buf;
         if let Err(e) = built {
             tracing::error!(error = %e, "cannot encode reply; request dropped");
             self.stats.drop_reason("encode_error");
-            return Err(());
+            return Access::Dropped;
         }
-        let granted = primary.grant.is_some();
+        let granted = matches!(answer, Answer::Accept(_));
         self.stats.inc(if granted {
             Counter::AccessAccept
         } else {
@@ -376,10 +450,447 @@ impl Work {
             &client.name,
             from,
             request.get(AttrType::USER_NAME),
-            primary.method,
-            primary.reason,
-            "",
+            method,
+            reason,
+            detail,
         );
-        Ok(())
+        Access::Replied
     }
+
+    /// An Access-Request: an answer to one of our OTP challenges, or a first factor against
+    /// the local users followed, on clients that require it, by the second factor.
+    fn access(
+        &mut self,
+        shared: &Shared,
+        client: &Arc<Client>,
+        key: Key,
+        request: &VerifiedRequest<'_>,
+        now: Instant,
+    ) -> Access {
+        if let Some(state) = request.get(AttrType::STATE) {
+            if shared.mfa.challenges.contains(state) {
+                return self.otp_answer(shared, client, key, request, state, now);
+            }
+        }
+        let primary = primary::authenticate(&shared.users, client, request);
+        let Some(grant) = primary.grant else {
+            let answer = Answer::Reject {
+                ms_error: primary.ms_error,
+                message: None,
+            };
+            return self.reply_now(
+                client,
+                key.from,
+                request,
+                &answer,
+                primary.method,
+                primary.reason,
+                "",
+            );
+        };
+        let Some(provider) = client.mfa.clone() else {
+            return self.reply_now(
+                client,
+                key.from,
+                request,
+                &Answer::Accept(&grant),
+                primary.method,
+                Reason::Success,
+                "",
+            );
+        };
+        let settings = &shared.mfa.settings;
+        let nas_ip = request
+            .get(AttrType::NAS_IP_ADDRESS)
+            .and_then(|v| <[u8; 4]>::try_from(v).ok())
+            .map(std::net::IpAddr::from)
+            .or_else(|| {
+                request
+                    .get(AttrType::NAS_IPV6_ADDRESS)
+                    .and_then(|v| <[u8; 16]>::try_from(v).ok())
+                    .map(std::net::IpAddr::from)
+            });
+        let factor = match mfa::plan(settings, primary.method, nas_ip) {
+            Plan::SkipNasAllowList => {
+                return self.reply_now(
+                    client,
+                    key.from,
+                    request,
+                    &Answer::Accept(&grant),
+                    primary.method,
+                    Reason::Success,
+                    "MFA skipped: NAS-IP-Address in mfa.skip_nas_ip",
+                )
+            }
+            Plan::Ask(f) => f,
+        };
+        let user = primary.user.clone().unwrap_or_default();
+        let login = Login {
+            waiter: Waiter {
+                info: WaiterInfo {
+                    reply_to: ReplyTo::new(request, key, client),
+                    method: primary.method,
+                    ms_ident: grant.ms_chap2.as_ref().map(|(i, _)| *i),
+                    user_name: request.get(AttrType::USER_NAME).unwrap_or_default().into(),
+                },
+                grant,
+            },
+            request: portcullis_mfa::MfaRequest {
+                user: user.clone(),
+                nas_ip,
+                client: client.name.clone(),
+                calling_station: request
+                    .get(AttrType::CALLING_STATION_ID)
+                    .map(|v| String::from_utf8_lossy(v).into_owned()),
+                context_id: context_id(),
+            },
+            provider,
+            client_index: client.index,
+            user,
+        };
+        match factor {
+            portcullis_mfa::Factor::Otp => Access::Later(sf::begin_otp(Box::new(login))),
+            portcullis_mfa::Factor::Push => match self.push(settings, login, now) {
+                PushStart::Task(t) => Access::Later(t),
+                PushStart::Joined => Access::Waiting,
+                PushStart::Refused(mut fx) => match fx.replies.pop() {
+                    Some((_, bytes, _)) => {
+                        self.reply = bytes;
+                        Access::Replied
+                    }
+                    None => Access::Dropped,
+                },
+            },
+        }
+    }
+
+    /// Starts (or joins) a push; a refusal (a limit) is answered with a reject in the effects.
+    fn push(
+        &mut self,
+        settings: &crate::config::MfaConfig,
+        login: Login,
+        now: Instant,
+    ) -> PushStart {
+        match sf::start_push(
+            &mut self.pending,
+            login,
+            settings.join_pending_logins,
+            settings.push_timeout,
+            now,
+        ) {
+            Ok(Some(task)) => PushStart::Task(task),
+            Ok(None) => PushStart::Joined,
+            Err(refused) => {
+                let (info, why) = *refused;
+                let mut fx = Effects::default();
+                sf::answer(
+                    &info,
+                    None,
+                    Final::Reject {
+                        reason: Reason::MfaRejected,
+                        detail: why,
+                    },
+                    &mut fx,
+                    &self.stats,
+                );
+                PushStart::Refused(fx)
+            }
+        }
+    }
+
+    /// An Access-Request carrying the State of one of our OTP challenges: the code is its
+    /// User-Password.
+    fn otp_answer(
+        &mut self,
+        shared: &Shared,
+        client: &Arc<Client>,
+        key: Key,
+        request: &VerifiedRequest<'_>,
+        state: &[u8],
+        now: Instant,
+    ) -> Access {
+        let user_name = request.get(AttrType::USER_NAME).unwrap_or_default();
+        let user = String::from_utf8_lossy(user_name).into_owned();
+        let reject = |this: &mut Self, detail: &str| {
+            this.reply_now(
+                client,
+                key.from,
+                request,
+                &Answer::Reject {
+                    ms_error: None,
+                    message: None,
+                },
+                Method::Pap,
+                Reason::MfaRejected,
+                detail,
+            )
+        };
+        let cs = match shared.mfa.challenges.take(state, client.index, &user, now) {
+            Ok(cs) => cs,
+            Err(r) => return reject(self, r.as_str()),
+        };
+        let code = match request.get(AttrType::USER_PASSWORD).map(|c| {
+            portcullis_proto::crypto::unhide_user_password(
+                c,
+                &client.secret,
+                request.authenticator(),
+            )
+        }) {
+            Some(Ok(p)) => String::from_utf8_lossy(&p).trim().to_owned(),
+            _ => {
+                return reject(
+                    self,
+                    "answer to an MFA challenge without a code in User-Password",
+                )
+            }
+        };
+        let info = WaiterInfo {
+            reply_to: ReplyTo::new(request, key, client),
+            method: Method::Pap,
+            ms_ident: None,
+            user_name: user_name.into(),
+        };
+        // The grant travelled with the challenge; the waiter gets it back for the final answer.
+        Access::Later(sf::check_otp(info, cs, code))
+    }
+
+    /// Records every reply of `fx` in the duplicate cache (retransmissions get them again).
+    fn record(&mut self, fx: &mut Effects, now: Instant) {
+        for (_, bytes, w) in &fx.replies {
+            self.dedup.answered(w.key, &w.authenticator, bytes, now);
+        }
+    }
+
+    /// One step of the second-factor state machine (see `second_factor.rs`).
+    fn later(&mut self, shared: &Shared, done: Done, now: Instant) -> Effects {
+        let mut fx = Effects::default();
+        let settings = &shared.mfa.settings;
+        match done {
+            Done::OtpBegun { login, result } => {
+                let provider = login.provider.clone();
+                match result {
+                    Ok(portcullis_mfa::Begin::Challenge { prompt, state }) => {
+                        let id = mfa::challenge::new_state();
+                        let Login {
+                            waiter,
+                            request,
+                            client_index,
+                            user,
+                            ..
+                        } = *login;
+                        let info = waiter.info;
+                        let cs = mfa::ChallengeState {
+                            provider,
+                            state,
+                            request,
+                            grant: waiter.grant,
+                        };
+                        if shared.mfa.challenges.insert(
+                            id,
+                            client_index,
+                            &user,
+                            now + settings.challenge_timeout,
+                            cs,
+                            now,
+                        ) {
+                            let (bytes, r) = reply::to_owned_request(
+                                Vec::new(),
+                                &info.reply_to,
+                                &Answer::Challenge {
+                                    state: &id,
+                                    prompt: &prompt,
+                                },
+                            );
+                            match r {
+                                Ok(()) => {
+                                    self.stats.inc(Counter::AccessChallenge);
+                                    tracing::info!(
+                                        target: "audit",
+                                        client = %info.reply_to.client.name,
+                                        user = %audit::SafeName(&info.user_name),
+                                        "MFA challenge sent (Access-Challenge)"
+                                    );
+                                    fx.replies.push((
+                                        info.reply_to.to,
+                                        bytes,
+                                        sf::Waiterless {
+                                            key: info.reply_to.key,
+                                            authenticator: info.reply_to.authenticator,
+                                        },
+                                    ));
+                                }
+                                Err(e) => {
+                                    tracing::error!(error = %e, "cannot encode Access-Challenge");
+                                    self.stats.drop_reason("encode_error");
+                                }
+                            }
+                        } else {
+                            sf::answer(
+                                &info,
+                                None,
+                                Final::Reject {
+                                    reason: Reason::MfaRejected,
+                                    detail: "too many outstanding MFA challenges",
+                                },
+                                &mut fx,
+                                &self.stats,
+                            );
+                        }
+                    }
+                    Ok(portcullis_mfa::Begin::FactorUnavailable) => {
+                        // No code-capable method: fall back to a push.
+                        match self.push(settings, *login, now) {
+                            PushStart::Task(t) => fx.follow_up = Some(t),
+                            PushStart::Joined => {}
+                            PushStart::Refused(more) => fx.replies.extend(more.replies),
+                        }
+                    }
+                    Ok(other) => self.final_for(
+                        settings,
+                        &login.waiter.info,
+                        Some(&login.waiter.grant),
+                        &provider,
+                        Ok(other),
+                        &mut fx,
+                    ),
+                    Err(e) => self.final_for(
+                        settings,
+                        &login.waiter.info,
+                        Some(&login.waiter.grant),
+                        &provider,
+                        Err(e),
+                        &mut fx,
+                    ),
+                }
+            }
+            Done::OtpChecked {
+                waiter,
+                provider,
+                result,
+            } => {
+                let r = result.map(portcullis_mfa::Begin::Decided);
+                self.final_for(
+                    settings,
+                    &waiter.info,
+                    Some(&waiter.grant),
+                    &provider,
+                    r,
+                    &mut fx,
+                );
+            }
+            Done::Push { id, result } => {
+                // None: the entry expired (answered by tick) or was drained: a late answer.
+                if let Some(c) = self.pending.complete(id) {
+                    let provider = c.value.provider;
+                    let r = match result {
+                        Ok(sf::PushResult::Answered(v)) => Ok(portcullis_mfa::Begin::Decided(v)),
+                        Ok(sf::PushResult::NotSent(b)) => Ok(b),
+                        Err(e) => Err(e),
+                    };
+                    for w in c.waiters {
+                        self.final_for(
+                            settings,
+                            &w.payload.info,
+                            Some(&w.payload.grant),
+                            &provider,
+                            r.clone(),
+                            &mut fx,
+                        );
+                    }
+                }
+            }
+        }
+        fx
+    }
+
+    /// The final answer for a waiter, given what the provider said.
+    fn final_for(
+        &mut self,
+        settings: &crate::config::MfaConfig,
+        info: &WaiterInfo,
+        grant: Option<&primary::Grant>,
+        provider: &mfa::Provider,
+        result: Result<portcullis_mfa::Begin, portcullis_mfa::MfaError>,
+        fx: &mut Effects,
+    ) {
+        use portcullis_mfa::{Begin, Verdict};
+        let accept = |detail: &str, fx: &mut Effects, stats: &ShardStats| {
+            sf::answer(info, grant, Final::Accept { detail }, fx, stats)
+        };
+        let reject = |detail: &str, fx: &mut Effects, stats: &ShardStats| {
+            sf::answer(
+                info,
+                None,
+                Final::Reject {
+                    reason: Reason::MfaRejected,
+                    detail,
+                },
+                fx,
+                stats,
+            )
+        };
+        match result {
+            Ok(Begin::Decided(Verdict::Allow)) => {
+                accept(&format!("MFA approved by {}", provider.name), fx, &self.stats)
+            }
+            Ok(Begin::Decided(Verdict::Deny(why))) => {
+                reject(&sf::deny_detail(provider, &why), fx, &self.stats)
+            }
+            Ok(Begin::NotEnrolled) if settings.require_user_match => reject(
+                "MFA: user not enrolled and mfa.require_user_match = true",
+                fx,
+                &self.stats,
+            ),
+            Ok(Begin::NotEnrolled) => accept(
+                "MFA skipped: user not enrolled (mfa.require_user_match = false)",
+                fx,
+                &self.stats,
+            ),
+            Ok(Begin::FactorUnavailable) => reject(
+                match info.method {
+                    Method::MsChapV2 | Method::Chap => "MFA: CHAP and MS-CHAPv2 cannot carry a one-time code and the user has no push method",
+                    _ => "MFA: the user has no usable second-factor method",
+                },
+                fx,
+                &self.stats,
+            ),
+            Ok(Begin::Challenge { .. }) | Ok(Begin::PushSent { .. }) => reject(
+                "MFA: the provider answered with an unexpected step",
+                fx,
+                &self.stats,
+            ),
+            Err(e) => {
+                let (ok, detail) = sf::on_failure(provider, &e);
+                tracing::warn!(provider = %provider.name, error = %e, "MFA provider failed");
+                if ok {
+                    accept(&detail, fx, &self.stats)
+                } else {
+                    reject(&detail, fx, &self.stats)
+                }
+            }
+        }
+    }
+}
+
+enum PushStart {
+    Task(sf::Task),
+    Joined,
+    Refused(Effects),
+}
+
+/// Result of handling an Access-Request.
+enum Access {
+    /// The reply is in `Work::reply` (audited).
+    Replied,
+    Dropped,
+    Later(sf::Task),
+    Waiting,
+}
+
+/// A random correlation id for one login (logged, and sent where a protocol has a field).
+fn context_id() -> String {
+    use rand::RngCore;
+    let mut b = [0u8; 8];
+    rand::thread_rng().fill_bytes(&mut b);
+    hex::encode(b)
 }

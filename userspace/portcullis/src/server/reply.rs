@@ -37,6 +37,7 @@ impl Answer<'_> {
 }
 
 /// Everything needed to answer a verified Access-Request after its datagram is gone.
+#[derive(Clone)]
 pub struct ReplyTo {
     pub to: SocketAddr,
     pub key: Key,

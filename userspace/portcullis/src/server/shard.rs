@@ -57,6 +57,7 @@ pub fn run(p: ShardParams) -> std::io::Result<()> {
     let inflight = Rc::new(InFlight::default());
     let result = local.block_on(&rt, async {
         let mut loops = Vec::new();
+        let mut fds: Vec<(u16, ListenerKind, Rc<AsyncFd<UdpSocket>>)> = Vec::new();
         for s in p.sockets {
             // SAFETY: the UdpSocket owns its descriptor and the AsyncFd owns the socket, so the
             // descriptor stays open and the same for the AsyncFd's whole life.
@@ -69,20 +70,54 @@ pub fn run(p: ShardParams) -> std::io::Result<()> {
                 }
                 .map_err(std::io::Error::from)?,
             );
+            fds.push((s.index, s.kind, fd));
+        }
+        let sockets: Sockets = Rc::new(fds.iter().map(|(i, _, fd)| (*i, fd.clone())).collect());
+        for (index, kind, fd) in fds {
             loops.push(tokio::task::spawn_local(socket_loop(
                 fd,
-                s.index,
-                s.kind,
+                index,
+                kind,
                 pipeline.clone(),
                 p.stats.clone(),
                 p.cancel.clone(),
                 p.batch,
                 inflight.clone(),
+                sockets.clone(),
             )));
         }
+        // Once a second: pending second-factor logins whose deadline passed are answered.
+        let ticker = {
+            let pipeline = pipeline.clone();
+            let sockets = sockets.clone();
+            let stats = p.stats.clone();
+            let cancel = p.cancel.clone();
+            tokio::task::spawn_local(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+                loop {
+                    tokio::select! {
+                        _ = cancel.cancelled() => return,
+                        _ = every.tick() => {}
+                    }
+                    let fx = pipeline.borrow_mut().tick(Instant::now());
+                    send_effects(&sockets, fx.replies, &stats).await;
+                }
+            })
+        };
         for l in loops {
             let _ = l.await;
         }
+        let _ = ticker.await;
+        // Logins still waiting for a second factor are answered (reject), not dropped.
+        let fx = pipeline.borrow_mut().drain(Instant::now());
+        if !fx.replies.is_empty() {
+            tracing::info!(
+                shard = p.id,
+                answered = fx.replies.len(),
+                "pending MFA logins rejected at shutdown"
+            );
+        }
+        send_effects(&sockets, fx.replies, &p.stats).await;
         // Receiving has stopped; let in-flight work (accounting fsyncs) finish and answer.
         let drain = async {
             while inflight.count.get() > 0 {
@@ -99,6 +134,40 @@ pub fn run(p: ShardParams) -> std::io::Result<()> {
         Ok::<(), std::io::Error>(())
     });
     result
+}
+
+/// The shard's sockets by listener index (replies after a wait go out where the request came in).
+type Sockets = Rc<Vec<(u16, Rc<AsyncFd<UdpSocket>>)>>;
+
+async fn send_effects(
+    fds: &Sockets,
+    replies: Vec<(SocketAddr, Vec<u8>, super::second_factor::Waiterless)>,
+    stats: &ShardStats,
+) {
+    for (to, bytes, w) in replies {
+        match fds.iter().find(|(i, _)| *i == w.key.listener) {
+            Some((_, fd)) => send_one(fd, to, &bytes, stats).await,
+            None => stats.inc(Counter::SendErrors),
+        }
+    }
+}
+
+/// Runs a second-factor task and its follow-ups, sending the replies they produce.
+async fn run_later(
+    mut task: super::second_factor::Task,
+    pipeline: Rc<RefCell<Pipeline>>,
+    fds: Sockets,
+    stats: Arc<ShardStats>,
+) {
+    loop {
+        let done = task.await;
+        let fx = pipeline.borrow_mut().later(done, Instant::now());
+        send_effects(&fds, fx.replies, &stats).await;
+        match fx.follow_up {
+            Some(next) => task = next,
+            None => return,
+        }
+    }
 }
 
 /// Requests of this shard waiting for something (accounting durability) before their answer.
@@ -118,6 +187,7 @@ async fn socket_loop(
     cancel: CancellationToken,
     batch: usize,
     inflight: Rc<InFlight>,
+    fds: Sockets,
 ) {
     let mut rx = RecvBatch::new(batch);
     let mut tx = SendBatch::new();
@@ -158,7 +228,15 @@ async fn socket_loop(
                     stats.inc(Counter::Received);
                     match pl.handle(index, kind, d.from, d.data, d.oversize, now) {
                         Outcome::Reply(bytes) => tx.push(d.from, bytes),
-                        Outcome::Dropped => {}
+                        Outcome::Dropped | Outcome::Waiting => {}
+                        Outcome::Later(task) => {
+                            tokio::task::spawn_local(run_later(
+                                task,
+                                pipeline.clone(),
+                                fds.clone(),
+                                stats.clone(),
+                            ));
+                        }
                         Outcome::AfterDurable(deferred) => {
                             inflight.count.set(inflight.count.get() + 1);
                             let inflight = inflight.clone();
