@@ -14,13 +14,15 @@ mod provider;
 
 #[cfg(any(test, feature = "battery"))]
 pub mod battery;
+pub mod duo;
+pub mod entra;
 pub mod privacyidea;
 pub mod resilience;
 pub mod totp;
 
+pub use privacyidea::{PrivacyIdea, PrivacyIdeaConfig};
 pub use provider::{
     Begin, DenyReason, Factor, MfaError, MfaProvider, MfaRequest, ProviderState, Verdict,
 };
-pub use privacyidea::{PrivacyIdea, PrivacyIdeaConfig};
 pub use resilience::{ResilienceConfig, Resilient};
 pub use totp::{TotpProvider, TotpStore};

@@ -149,6 +149,24 @@ pub enum MfaProviderKind {
         store: Option<PathBuf>,
         key_file: Option<PathBuf>,
     },
+    /// Duo Auth API v2 (preauth, auth with async=1, auth_status long-poll; signed requests).
+    Duo {
+        api_url: String,
+        integration_key: String,
+        secret_key: Secret,
+        ca_file: Option<PathBuf>,
+    },
+    /// The Entra MFA service as the NPS extension speaks to it (OAuth2 client credentials,
+    /// BeginTwoWayAuthentication / EndTwoWayAuthentication).
+    Entra {
+        tenant_id: String,
+        client_id: String,
+        client_secret: Option<Secret>,
+        certificate: Option<(PathBuf, PathBuf)>,
+        login_url: String,
+        service_url: String,
+        ca_file: Option<PathBuf>,
+    },
     /// A privacyIDEA server (/validate/check, challenge-response, push polling).
     PrivacyIdea {
         url: String,
@@ -302,6 +320,20 @@ struct RawProvider {
     realm: Option<String>,
     verify_tls: Option<bool>,
     ca_file: Option<String>,
+    // duo
+    api_url: Option<Spanned<String>>,
+    integration_key: Option<String>,
+    secret_key: Option<String>,
+    secret_key_file: Option<String>,
+    // entra
+    tenant_id: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    client_secret_file: Option<String>,
+    client_certificate: Option<String>,
+    client_key: Option<String>,
+    login_url: Option<Spanned<String>>,
+    service_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -502,10 +534,73 @@ impl Cx<'_> {
                         ca_file: p.ca_file.as_deref().map(|s| self.path(s)),
                     }
                 }
+                "duo" => {
+                    let Some(api_url) = &p.api_url else {
+                        return Err(self.err(&p.kind, "a duo provider needs `api_url`"));
+                    };
+                    self.http_url(api_url)?;
+                    let Some(ikey) = &p.integration_key else {
+                        return Err(self.err(&p.kind, "a duo provider needs `integration_key`"));
+                    };
+                    let skey = self.secret_value(
+                        &p.secret_key,
+                        &p.secret_key_file,
+                        &p.kind,
+                        "secret_key",
+                    )?;
+                    MfaProviderKind::Duo {
+                        api_url: api_url.get_ref().clone(),
+                        integration_key: ikey.clone(),
+                        secret_key: skey,
+                        ca_file: p.ca_file.as_deref().map(|s| self.path(s)),
+                    }
+                }
+                "entra" => {
+                    let Some(tenant) = &p.tenant_id else {
+                        return Err(self.err(&p.kind, "an entra provider needs `tenant_id`"));
+                    };
+                    let secret = match (&p.client_secret, &p.client_secret_file) {
+                        (None, None) => None,
+                        _ => Some(self.secret_value(
+                            &p.client_secret,
+                            &p.client_secret_file,
+                            &p.kind,
+                            "client_secret",
+                        )?),
+                    };
+                    let certificate = match (&p.client_certificate, &p.client_key) {
+                        (Some(c), Some(k)) => Some((self.path(c), self.path(k))),
+                        (None, None) => None,
+                        _ => {
+                            return Err(
+                                self.err(&p.kind, "client_certificate and client_key go together")
+                            )
+                        }
+                    };
+                    if secret.is_none() == certificate.is_none() {
+                        return Err(self.err(
+                            &p.kind,
+                            "an entra provider needs exactly one of client_secret(_file) or client_certificate + client_key",
+                        ));
+                    }
+                    for u in [&p.login_url, &p.service_url].into_iter().flatten() {
+                        self.http_url(u)?;
+                    }
+                    MfaProviderKind::Entra {
+                        tenant_id: tenant.clone(),
+                        // The application id the NPS extension authenticates as.
+                        client_id: p.client_id.clone().unwrap_or_else(|| "981f26a1-7f43-403b-a875-f8b09b8cd720".to_owned()),
+                        client_secret: secret,
+                        certificate,
+                        login_url: p.login_url.as_ref().map(|u| u.get_ref().clone()).unwrap_or_else(|| "https://login.microsoftonline.com".to_owned()),
+                        service_url: p.service_url.as_ref().map(|u| u.get_ref().clone()).unwrap_or_else(|| "https://adnotifications.windowsazure.com/StrongAuthenticationService.svc/Connector".to_owned()),
+                        ca_file: p.ca_file.as_deref().map(|s| self.path(s)),
+                    }
+                }
                 other => {
                     return Err(self.err(
                         &p.kind,
-                        format!("unknown provider type `{other}` (totp, privacyidea)"),
+                        format!("unknown provider type `{other}` (totp, privacyidea, duo, entra)"),
                     ))
                 }
             };
@@ -566,6 +661,42 @@ impl Cx<'_> {
             )?,
             providers,
         })
+    }
+}
+
+impl Cx<'_> {
+    fn http_url(&self, u: &Spanned<String>) -> Result<(), ConfigError> {
+        let v = u.get_ref();
+        if v.starts_with("https://") || v.starts_with("http://") {
+            Ok(())
+        } else {
+            Err(self.err(u, format!("`{v}` is not an http(s) URL")))
+        }
+    }
+
+    /// A secret given inline or in a file (first line), never both.
+    fn secret_value(
+        &self,
+        inline: &Option<String>,
+        file: &Option<String>,
+        at: &Spanned<String>,
+        what: &str,
+    ) -> Result<Secret, ConfigError> {
+        match (inline, file) {
+            (Some(_), Some(_)) => {
+                Err(self.err(at, format!("give either {what} or {what}_file, not both")))
+            }
+            (None, None) => Err(self.err(at, format!("{what} (or {what}_file) is required"))),
+            (Some(v), None) if !v.is_empty() => Ok(Secret::new(v.clone())),
+            (Some(_), None) => Err(self.err(at, format!("{what} must not be empty"))),
+            (None, Some(f)) => {
+                let p = self.path(f);
+                let text = std::fs::read_to_string(&p).map_err(|e| {
+                    self.err(at, format!("cannot read {what}_file {}: {e}", p.display()))
+                })?;
+                Ok(Secret::new(text.trim_end_matches(['\n', '\r']).to_owned()))
+            }
+        }
     }
 }
 

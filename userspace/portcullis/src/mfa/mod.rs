@@ -109,6 +109,9 @@ fn build_provider(
                 Arc::new(portcullis_mfa::totp::SystemClock),
             )))
         }
+        MfaProviderKind::Duo { .. } | MfaProviderKind::Entra { .. } => {
+            anyhow::bail!("provider type not available in this build yet")
+        }
         MfaProviderKind::PrivacyIdea {
             url,
             realm,
