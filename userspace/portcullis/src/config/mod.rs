@@ -1177,6 +1177,41 @@ mod tests {
     }
 
     #[test]
+    fn mfa_errors_name_their_line() {
+        let e = parse("[[client]]\naddress = \"10.0.0.0/8\"\nsecret = \"s\"\nmfa = \"nope\"\n")
+            .unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.reason.contains("nope"), "{e}");
+        let e = parse("[[mfa.provider]]\nname = \"a\"\ntype = \"carrier-pigeon\"\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        let e = parse(
+            "[[mfa.provider]]\nname = \"a\"\ntype = \"privacyidea\"\nurl = \"https://x\"\n\
+             [[mfa.provider]]\nname = \"a\"\ntype = \"privacyidea\"\nurl = \"https://y\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 6, "{e}");
+        let e = parse("[[mfa.provider]]\nname = \"t\"\ntype = \"totp\"\n").unwrap_err();
+        assert!(e.reason.contains("store"), "{e}");
+        let e = parse("[mfa]\nskip_nas_ip = [\"not-an-ip\"]\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        let e = parse("[[mfa.provider]]\nname = \"e\"\ntype = \"entra\"\ntenant_id = \"t\"\n")
+            .unwrap_err();
+        assert!(e.reason.contains("client_secret"), "{e}");
+    }
+
+    #[test]
+    fn mfa_client_none_and_secrets_redacted() {
+        let c = parse(
+            "[[client]]\naddress = \"10.0.0.0/8\"\nsecret = \"s\"\nmfa = \"none\"\n\
+             [[mfa.provider]]\nname = \"d\"\ntype = \"duo\"\napi_url = \"https://api-x.duosecurity.com\"\n\
+             integration_key = \"DIXXXXXXXXXXXXXXXXXX\"\nsecret_key = \"duo-skey-value\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.clients[0].mfa, None);
+        assert!(!format!("{c:?}").contains("duo-skey-value"));
+    }
+
+    #[test]
     fn example_configs_parse() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/examples");
         let mut n = 0;
