@@ -11,6 +11,8 @@ mod dedup;
 mod default_config;
 mod malformed;
 mod mfa;
+mod mfa_push;
+mod privacyidea;
 mod mschapv2;
 mod reload;
 mod xdp;

@@ -216,8 +216,23 @@ fn run(root: &Path, args: Vec<OsString>) -> Result<()> {
     Err(err).with_context(|| format!("could not exec {}", bin.display()))
 }
 
+/// Installs and configures the real privacyIDEA server the MFA tests use (a Python venv from
+/// PyPI, reused when present; a fresh database every run).
+fn ensure_privacyidea(root: &Path) -> Result<()> {
+    let t = Instant::now();
+    step("preparing privacyIDEA for the MFA tests (tests/privacyidea/setup.sh: venv + pip install privacyidea)");
+    run_checked(
+        Command::new("bash")
+            .arg(root.join("tests/privacyidea/setup.sh"))
+            .stdout(std::process::Stdio::null()),
+    )?;
+    step(&format!("privacyIDEA ready in {:.0?}", t.elapsed()));
+    Ok(())
+}
+
 fn test(root: &Path, filter: Vec<OsString>) -> Result<()> {
     ensure_debian_packages(TEST_PACKAGES)?;
+    ensure_privacyidea(root)?;
     let obj = build_ebpf(root)?;
     step("building the workspace and its tests");
     run_checked(
@@ -230,7 +245,8 @@ fn test(root: &Path, filter: Vec<OsString>) -> Result<()> {
     let bin = root.join("target/debug/portcullis");
     let mut c = cargo();
     c.current_dir(root)
-        .args(["test", "--workspace", "--locked"])
+        // `battery`: the shared provider behaviour battery runs against every provider.
+        .args(["test", "--workspace", "--locked", "--features", "portcullis-mfa/battery"])
         .env("PORTCULLIS_XDP_OBJECT", &obj)
         .env("PORTCULLIS_BIN", &bin);
     if !filter.is_empty() {

@@ -20,6 +20,8 @@ pub mod privacyidea;
 pub mod resilience;
 pub mod totp;
 
+pub use duo::{Duo, DuoConfig};
+pub use entra::{Entra, EntraConfig, EntraCredential};
 pub use privacyidea::{PrivacyIdea, PrivacyIdeaConfig};
 pub use provider::{
     Begin, DenyReason, Factor, MfaError, MfaProvider, MfaRequest, ProviderState, Verdict,

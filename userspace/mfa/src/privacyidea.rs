@@ -328,12 +328,18 @@ impl MfaProvider for PrivacyIdea {
                 _ if answered => break,
                 _ => {}
             }
-            let pause = self.cfg.poll_interval.min(remaining);
-            tokio::time::sleep_until(tokio::time::Instant::now() + pause).await;
+            let next = tokio::time::Instant::now() + self.cfg.poll_interval;
+            tokio::time::sleep_until(next.min(deadline)).await;
         }
         // Answered: the final /validate/check with an empty pass turns it into an ACCEPT.
         let reply = self.check(&req.user, "", Some(transaction_id)).await?;
-        let verdict = self.verdict(reply, "/validate/check")?;
+        let verdict = match self.verdict(reply, "/validate/check")? {
+            // Not a code the user typed: say what privacyIDEA said.
+            Verdict::Deny(DenyReason::WrongCode) => Verdict::Deny(DenyReason::Other(
+                "privacyIDEA refused to finalize the answered push".to_owned(),
+            )),
+            v => v,
+        };
         tracing::debug!(provider = %self.cfg.name, user = %req.user, context = %req.context_id, ?verdict, "privacyIDEA push");
         Ok(verdict)
     }

@@ -109,8 +109,49 @@ fn build_provider(
                 Arc::new(portcullis_mfa::totp::SystemClock),
             )))
         }
-        MfaProviderKind::Duo { .. } | MfaProviderKind::Entra { .. } => {
-            anyhow::bail!("provider type not available in this build yet")
+        MfaProviderKind::Entra {
+            tenant_id,
+            client_id,
+            client_secret,
+            certificate,
+            login_url,
+            service_url,
+            ca_file,
+        } => {
+            use portcullis_mfa::entra::{Entra, EntraConfig, EntraCredential};
+            let credential = match (client_secret, certificate) {
+                (Some(s), _) => EntraCredential::Secret(s.expose().to_owned()),
+                (None, Some((cert, key))) => EntraCredential::Certificate {
+                    cert_pem: cert.clone(),
+                    key_pem: key.clone(),
+                },
+                (None, None) => anyhow::bail!("no credential"),
+            };
+            let mut c = EntraConfig::new(name, tenant_id.clone(), client_id.clone(), credential);
+            c.login_url = url::Url::parse(login_url)
+                .with_context(|| format!("`{login_url}` is not a URL"))?;
+            c.service_url = url::Url::parse(service_url)
+                .with_context(|| format!("`{service_url}` is not a URL"))?;
+            c.ca_file = ca_file.clone();
+            Ok(Arc::new(Entra::new(c)?))
+        }
+        MfaProviderKind::Duo {
+            api_url,
+            integration_key,
+            secret_key,
+            ca_file,
+        } => {
+            use portcullis_mfa::duo::{Duo, DuoConfig};
+            let url =
+                url::Url::parse(api_url).with_context(|| format!("`{api_url}` is not a URL"))?;
+            let mut c = DuoConfig::new(
+                name,
+                url,
+                integration_key.clone(),
+                secret_key.expose().to_owned(),
+            );
+            c.ca_file = ca_file.clone();
+            Ok(Arc::new(Duo::new(c)?))
         }
         MfaProviderKind::PrivacyIdea {
             url,

@@ -745,6 +745,31 @@ impl Work {
                             PushStart::Refused(more) => fx.replies.extend(more.replies),
                         }
                     }
+                    Ok(portcullis_mfa::Begin::PushSent { state }) => {
+                        // The provider pushed instead of asking for a code: wait for that push.
+                        match sf::adopt_push(
+                            &mut self.pending,
+                            *login,
+                            state,
+                            settings.push_timeout,
+                            now,
+                        ) {
+                            Ok(t) => fx.follow_up = Some(t),
+                            Err(refused) => {
+                                let (info, why) = *refused;
+                                sf::answer(
+                                    &info,
+                                    None,
+                                    Final::Reject {
+                                        reason: Reason::MfaRejected,
+                                        detail: why,
+                                    },
+                                    &mut fx,
+                                    &self.stats,
+                                );
+                            }
+                        }
+                    }
                     Ok(other) => self.final_for(
                         settings,
                         &login.waiter.info,

@@ -244,6 +244,66 @@ pub fn push(
     })
 }
 
+/// The task that only waits for a push the provider already sent (e.g. Entra answers an OTP
+/// request for a push-only user by pushing): nothing is sent again.
+pub fn wait_only(
+    id: EntryId,
+    provider: Arc<Provider>,
+    request: MfaRequest,
+    state: portcullis_mfa::ProviderState,
+    limit: std::time::Duration,
+) -> Task {
+    Box::pin(async move {
+        let result = provider
+            .inner
+            .wait_push(&request, &state, limit)
+            .await
+            .map(PushResult::Answered);
+        Done::Push { id, result }
+    })
+}
+
+/// Puts a login whose push is already on its way into the pending table, and returns the task
+/// that waits for the answer. On refusal (a limit) the caller answers with the returned reason.
+pub fn adopt_push(
+    pending: &mut Pending,
+    login: Login,
+    state: portcullis_mfa::ProviderState,
+    timeout: std::time::Duration,
+    now: Instant,
+) -> Result<Task, Box<(WaiterInfo, &'static str)>> {
+    let Login {
+        waiter,
+        provider,
+        request,
+        client_index,
+        user,
+    } = login;
+    let key = waiter.info.reply_to.key;
+    let rk = RequestKey {
+        from: key.from,
+        listener: key.listener,
+        identifier: key.identifier,
+        authenticator: waiter.info.reply_to.authenticator,
+    };
+    let info = waiter.info.clone();
+    let value = PushLogin {
+        provider: provider.clone(),
+        request: request.clone(),
+    };
+    match pending.begin(
+        LoginKey::new(client_index, user),
+        rk,
+        waiter,
+        value,
+        now + timeout,
+        now,
+    ) {
+        Ok(id) => Ok(wait_only(id, provider, request, state, timeout)),
+        Err(r) => Err(Box::new((info, r.reason()))),
+    }
+}
+
 /// Puts a login into the pending table (or joins the pending one of the same user on the same
 /// NAS) and returns the push task to run, if a new push must be sent. On refusal (a limit) the
 /// caller answers the request with the returned reason.
