@@ -12,7 +12,7 @@ mod default_config;
 mod malformed;
 mod mfa;
 mod mfa_push;
-mod privacyidea;
 mod mschapv2;
+mod privacyidea;
 mod reload;
 mod xdp;

@@ -38,9 +38,23 @@ impl Pi {
             .stderr(Stdio::inherit())
             .output()
             .expect("run tests/privacyidea/setup.sh");
-        assert!(out.status.success(), "privacyIDEA setup failed ({}); see the log above", out.status);
-        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).lines().last().expect("setup printed no directory").trim());
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap().local_addr().unwrap().port();
+        assert!(
+            out.status.success(),
+            "privacyIDEA setup failed ({}); see the log above",
+            out.status
+        );
+        let dir = PathBuf::from(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .last()
+                .expect("setup printed no directory")
+                .trim(),
+        );
+        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let log = std::fs::File::create(dir.join(format!("server-{port}.log"))).unwrap();
         let child = Command::new("bash")
             .arg(harness().join("run.sh"))
@@ -50,10 +64,17 @@ impl Pi {
             .stderr(log)
             .spawn()
             .expect("start privacyIDEA");
-        let pi = Pi { child, url: format!("https://127.0.0.1:{port}"), dir };
+        let pi = Pi {
+            child,
+            url: format!("https://127.0.0.1:{port}"),
+            dir,
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "privacyIDEA did not start in 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "privacyIDEA did not start in 60 s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         pi
@@ -69,18 +90,31 @@ impl Pi {
             .args(args)
             .output()
             .expect("run helper.py");
-        assert!(out.status.success(), "helper.py {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "helper.py {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     fn jwt(&self) -> String {
-        self.helper(&["admin-jwt", &self.url, "admin", "admin-test-pw", self.ca().to_str().unwrap()])
+        self.helper(&[
+            "admin-jwt",
+            &self.url,
+            "admin",
+            "admin-test-pw",
+            self.ca().to_str().unwrap(),
+        ])
     }
 }
 
 fn totp_now() -> String {
     let seed = hex::decode(SEED_HEX).unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     portcullis_mfa::totp::code_at(&seed, now, &Default::default()).to_string()
 }
 
@@ -93,9 +127,25 @@ fn otp_and_push_through_the_server_against_a_real_privacyidea() {
     let pi = Pi::start();
     let jwt = pi.jwt();
     let ca = pi.ca();
-    pi.helper(&["totp-enroll", &pi.url, &jwt, "pi-alice", REALM, SEED_HEX, ca.to_str().unwrap()]);
+    pi.helper(&[
+        "totp-enroll",
+        &pi.url,
+        &jwt,
+        "pi-alice",
+        REALM,
+        SEED_HEX,
+        ca.to_str().unwrap(),
+    ]);
     let keys = pi.dir.join("phone-keys");
-    let serial = pi.helper(&["push-enroll", &pi.url, &jwt, "pi-push", REALM, keys.to_str().unwrap(), ca.to_str().unwrap()]);
+    let serial = pi.helper(&[
+        "push-enroll",
+        &pi.url,
+        &jwt,
+        "pi-push",
+        REALM,
+        keys.to_str().unwrap(),
+        ca.to_str().unwrap(),
+    ]);
 
     let s = Server::start(ServerOpts {
         users: vec![
@@ -116,21 +166,31 @@ fn otp_and_push_through_the_server_against_a_real_privacyidea() {
 
     // OTP: the challenge comes from privacyIDEA (its transaction id stays on our side).
     let c = RawClient::new(s.auth);
-    c.sock.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    c.sock
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
     let pkt = pap_request(1, "pi-alice", "Alice#Pi1", true, vec![]);
     let ch = check_reply(&c.exchange(&pkt).expect("no challenge"), &pkt, SECRET);
     assert_eq!(ch.code, ACCESS_CHALLENGE, "{}", s.log());
     let state = ch.get(attr::STATE).unwrap().to_vec();
     let code = totp_now();
     let pkt = pap_request(2, "pi-alice", &code, true, vec![(attr::STATE, state)]);
-    let r = check_reply(&c.exchange(&pkt).expect("no answer to the code"), &pkt, SECRET);
+    let r = check_reply(
+        &c.exchange(&pkt).expect("no answer to the code"),
+        &pkt,
+        SECRET,
+    );
     assert_eq!(r.code, ACCESS_ACCEPT, "{}", s.log());
     // The same code in a new login: privacyIDEA refuses the replay.
     let pkt = pap_request(3, "pi-alice", "Alice#Pi1", true, vec![]);
     let ch = check_reply(&c.exchange(&pkt).expect("no challenge"), &pkt, SECRET);
     let state = ch.get(attr::STATE).unwrap().to_vec();
     let pkt = pap_request(4, "pi-alice", &code, true, vec![(attr::STATE, state)]);
-    let r = check_reply(&c.exchange(&pkt).expect("no answer to the replay"), &pkt, SECRET);
+    let r = check_reply(
+        &c.exchange(&pkt).expect("no answer to the replay"),
+        &pkt,
+        SECRET,
+    );
     assert_eq!(r.code, ACCESS_REJECT, "{}", s.log());
 
     // Push (pi-push has only a push token: the OTP request falls back to a push). The phone
@@ -142,13 +202,23 @@ fn otp_and_push_through_the_server_against_a_real_privacyidea() {
         std::thread::spawn(move || {
             Command::new(py)
                 .arg(helper)
-                .args(["push-answer", &url, &serial, keys.to_str().unwrap(), "approve", ca.to_str().unwrap(), "30"])
+                .args([
+                    "push-answer",
+                    &url,
+                    &serial,
+                    keys.to_str().unwrap(),
+                    "approve",
+                    ca.to_str().unwrap(),
+                    "30",
+                ])
                 .output()
                 .expect("run the phone")
         })
     };
     let c = RawClient::new(s.auth);
-    c.sock.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    c.sock
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
     let pkt = pap_request(5, "pi-push", "Push#Pi1", true, vec![]);
     let mut answer = None;
     for _ in 0..40 {
@@ -159,9 +229,18 @@ fn otp_and_push_through_the_server_against_a_real_privacyidea() {
         }
     }
     let phone = phone.join().unwrap();
-    assert!(phone.status.success(), "phone: {}", String::from_utf8_lossy(&phone.stderr));
+    assert!(
+        phone.status.success(),
+        "phone: {}",
+        String::from_utf8_lossy(&phone.stderr)
+    );
     let r = answer.unwrap_or_else(|| panic!("no answer to the push login:\n{}", s.log()));
     assert_eq!(r.code, ACCESS_ACCEPT, "{}", s.log());
     assert!(s.stat("duplicate_in_progress") >= 1, "{:?}", s.stats());
-    assert_eq!(s.log().matches("MFA approved by pi").count(), 2, "{}", s.log());
+    assert_eq!(
+        s.log().matches("MFA approved by pi").count(),
+        2,
+        "{}",
+        s.log()
+    );
 }

@@ -246,7 +246,13 @@ fn test(root: &Path, filter: Vec<OsString>) -> Result<()> {
     let mut c = cargo();
     c.current_dir(root)
         // `battery`: the shared provider behaviour battery runs against every provider.
-        .args(["test", "--workspace", "--locked", "--features", "portcullis-mfa/battery"])
+        .args([
+            "test",
+            "--workspace",
+            "--locked",
+            "--features",
+            "portcullis-mfa/battery",
+        ])
         .env("PORTCULLIS_XDP_OBJECT", &obj)
         .env("PORTCULLIS_BIN", &bin);
     if !filter.is_empty() {
