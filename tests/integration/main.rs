@@ -11,6 +11,7 @@ mod dedup;
 mod default_config;
 mod malformed;
 mod mfa;
+mod mfa_lifecycle;
 mod mfa_push;
 mod mschapv2;
 mod privacyidea;
