@@ -86,7 +86,9 @@ impl DedupCache {
         self.map.is_empty()
     }
 
-    /// Looks a verified request up and, when it is new, records it as in progress.
+    /// Looks a verified request up and, when it is new, records it as in progress. The caller
+    /// then answers it ([`answered`](Self::answered)), drops it ([`forget`](Self::forget)) or,
+    /// if the answer comes later, calls [`deferred`](Self::deferred).
     pub fn check(&mut self, key: Key, authenticator: &[u8; 16], now: Instant) -> Lookup<'_> {
         self.expire(now);
         let mut replaced = false;
@@ -115,9 +117,20 @@ impl DedupCache {
                 generation,
             },
         );
-        self.pending_expiry
-            .push_back((now + self.in_progress_limit, key, generation));
+        let _ = now;
         Lookup::New { replaced }
+    }
+
+    /// Marks a request reported as new as waiting for something (accounting durability, a
+    /// second factor): it gets the in-progress deadline. Requests answered in the same call as
+    /// [`check`](Self::check) never need one, so the common path queues nothing here.
+    pub fn deferred(&mut self, key: Key, authenticator: &[u8; 16], now: Instant) {
+        if let Some(e) = self.map.get(&key) {
+            if &e.authenticator == authenticator {
+                self.pending_expiry
+                    .push_back((now + self.in_progress_limit, key, e.generation));
+            }
+        }
     }
 
     /// Stores the reply for a request that [`check`](Self::check) reported as new. A reply for an
@@ -268,6 +281,7 @@ mod tests {
         let t0 = Instant::now();
         let a = [3u8; 16];
         c.check(key(1, 1), &a, t0);
+        c.deferred(key(1, 1), &a, t0);
         assert_eq!(
             c.check(key(1, 1), &a, t0 + Duration::from_secs(4)),
             Lookup::InProgress
@@ -284,12 +298,26 @@ mod tests {
         let t0 = Instant::now();
         let a = [3u8; 16];
         c.check(key(1, 1), &a, t0);
+        c.deferred(key(1, 1), &a, t0);
         c.answered(key(1, 1), &a, b"r", t0 + Duration::from_secs(1));
         // The in-progress deadline (t0+5) passes; the answer (deadline t0+31) must stay.
         assert_eq!(
             c.check(key(1, 1), &a, t0 + Duration::from_secs(10)),
             Lookup::Cached(b"r")
         );
+    }
+
+    #[test]
+    fn synchronous_answers_queue_no_in_progress_deadline() {
+        let mut c = cache();
+        let t0 = Instant::now();
+        for i in 0..1000u16 {
+            let a = [i as u8; 16];
+            c.check(key(i, 1), &a, t0);
+            c.answered(key(i, 1), &a, b"r", t0);
+        }
+        assert_eq!(c.pending_expiry.len(), 0);
+        assert_eq!(c.answered_expiry.len(), 1000);
     }
 
     #[test]
@@ -307,11 +335,9 @@ mod tests {
         let mut c = DedupCache::new(Duration::from_secs(30), Duration::from_secs(5), 3);
         let t0 = Instant::now();
         for p in 0..5u16 {
-            c.check(
-                key(p, 0),
-                &[p as u8; 16],
-                t0 + Duration::from_millis(p.into()),
-            );
+            let t = t0 + Duration::from_millis(p.into());
+            c.check(key(p, 0), &[p as u8; 16], t);
+            c.deferred(key(p, 0), &[p as u8; 16], t);
         }
         assert_eq!(c.len(), 3);
         assert_eq!(

@@ -314,6 +314,7 @@ impl Work {
         }
 
         if code == Code::ACCOUNTING_REQUEST {
+            self.dedup.deferred(key, &authenticator, now);
             return self.accounting(shared, client, from, &request, key, authenticator);
         }
         match self.access(shared, client, key, &request, now) {
@@ -326,8 +327,14 @@ impl Work {
                 Outcome::Dropped
             }
             // The request stays "in progress" in the duplicate cache until its answer.
-            Access::Later(task) => Outcome::Later(task),
-            Access::Waiting => Outcome::Waiting,
+            Access::Later(task) => {
+                self.dedup.deferred(key, &authenticator, now);
+                Outcome::Later(task)
+            }
+            Access::Waiting => {
+                self.dedup.deferred(key, &authenticator, now);
+                Outcome::Waiting
+            }
         }
     }
 
