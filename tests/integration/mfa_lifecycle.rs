@@ -179,3 +179,37 @@ fn entra_otp_and_a_push_only_user_through_the_server() {
     assert_eq!(e.pushes_started("hank"), 1, "one push only");
     assert_eq!(e.token_requests(), 1, "the OAuth2 token is cached");
 }
+
+#[test]
+fn the_alternate_login_id_attribute_is_the_mfa_identity() {
+    let duo = DuoStandIn::start(IKEY, SKEY);
+    // Duo knows this user only by their mail address.
+    duo.set_user(
+        "frank@example.com",
+        frank(PushBehaviour::Approve {
+            after: Duration::from_secs(1),
+        }),
+    );
+    let s = Server::start(ServerOpts {
+        users: vec![User { name: "frank", password: "Frank#Pass1", chap: false }],
+        user_attrs: vec![("frank", "mail", "frank@example.com")],
+        clients: format!(
+            "[[client]]\nname = \"loopback\"\naddress = \"127.0.0.0/8\"\nsecret = \"{SECRET}\"\nmfa = \"duo\"\n"
+        ),
+        mfa: format!(
+            "[mfa]\nrequire_user_match = true\noverride_number_matching_with_otp = false\nlogin_id_attribute = \"mail\"\n\
+             [[mfa.provider]]\nname = \"duo\"\ntype = \"duo\"\napi_url = \"{}\"\nintegration_key = \"{IKEY}\"\nsecret_key = \"{SKEY}\"\n",
+            duo.url()
+        ),
+        ..Default::default()
+    });
+    let c = RawClient::new(s.auth);
+    c.sock
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let pkt = pap_request(1, "frank", "Frank#Pass1", true, vec![]);
+    let r = check_reply(&c.exchange(&pkt).expect("no answer"), &pkt, SECRET);
+    assert_eq!(r.code, ACCESS_ACCEPT, "{}", s.log());
+    assert_eq!(duo.pushes_sent("frank@example.com"), 1);
+    assert_eq!(duo.pushes_sent("frank"), 0);
+}

@@ -99,6 +99,8 @@ pub struct ServerOpts {
     pub totp: Vec<(&'static str, &'static str)>,
     /// Extra TOML: an `[mfa]` table and `[[mfa.provider]]` entries.
     pub mfa: String,
+    /// User attributes (user, key, value) set with `portcullis users set-attr`.
+    pub user_attrs: Vec<(&'static str, &'static str, &'static str)>,
 }
 
 impl Default for ServerOpts {
@@ -114,6 +116,7 @@ impl Default for ServerOpts {
             netns: None,
             totp: Vec::new(),
             mfa: String::new(),
+            user_attrs: Vec::new(),
         }
     }
 }
@@ -197,6 +200,21 @@ impl Server {
     pub fn start(opts: ServerOpts) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let (users, key) = make_users(dir.path(), &opts.users);
+        for (user, k, v) in &opts.user_attrs {
+            let (st, _, err) = portcullis(
+                &[
+                    "users",
+                    "--file",
+                    users.to_str().unwrap(),
+                    "set-attr",
+                    user,
+                    k,
+                    v,
+                ],
+                None,
+            );
+            assert!(st.success(), "set-attr {user} {k} failed: {err}");
+        }
         for (user, seed) in &opts.totp {
             let (st, _, err) = portcullis(
                 &[

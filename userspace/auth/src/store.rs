@@ -46,8 +46,8 @@ use toml::Spanned;
 use zeroize::Zeroize;
 
 pub use edit::{
-    add_user, list_users, remove_user, set_disabled, set_groups, set_password, PasswordOptions,
-    UserOptions, UserSummary, NEW_FILE_HEADER,
+    add_user, list_users, remove_user, set_attribute, set_disabled, set_groups, set_password,
+    PasswordOptions, UserOptions, UserSummary, NEW_FILE_HEADER,
 };
 
 use crate::chap;
@@ -104,6 +104,9 @@ pub struct LocalUser {
     chap: Option<(String, Arc<ReversibleKey>)>,
     disabled: bool,
     groups: Vec<String>,
+    /// Free-form directory-style attributes (e.g. `mail`, `upn`), for policies and for the MFA
+    /// identity (`[mfa] login_id_attribute`).
+    attributes: std::collections::BTreeMap<String, String>,
 }
 
 impl Drop for LocalUser {
@@ -131,6 +134,11 @@ impl LocalUser {
     #[must_use]
     pub fn is_disabled(&self) -> bool {
         self.disabled
+    }
+
+    /// A free-form attribute of the user (`attributes = { mail = "…" }` in the file).
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes.get(name).map(String::as_str)
     }
 
     /// The user's groups, in file order.
@@ -265,6 +273,8 @@ struct UserDe {
     disabled: bool,
     #[serde(default)]
     groups: Vec<Spanned<String>>,
+    #[serde(default)]
+    attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// 1-based line number of byte `offset` in `text`.
@@ -398,6 +408,7 @@ impl LocalUsers {
                 chap,
                 disabled: u.disabled,
                 groups,
+                attributes: u.attributes,
             });
         }
         Ok(Self {

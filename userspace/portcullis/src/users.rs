@@ -116,6 +116,13 @@ enum UsersCmd {
     Disable { name: String },
     /// Enable a disabled user.
     Enable { name: String },
+    /// Set a user attribute (e.g. `mail`, used by `[mfa] login_id_attribute`); without VALUE,
+    /// remove it.
+    SetAttr {
+        name: String,
+        key: String,
+        value: Option<String>,
+    },
     /// Manage local TOTP enrollments (the `totp` MFA provider's store; seeds are encrypted with
     /// --key-file).
     Totp {
@@ -221,6 +228,16 @@ pub fn cli(args: UsersArgs) -> Result<()> {
         UsersCmd::Disable { name } => {
             write_atomic(file, &store::set_disabled(&current()?, &name, true)?)?;
             println!("disabled {name}");
+        }
+        UsersCmd::SetAttr { name, key, value } => {
+            write_atomic(
+                file,
+                &store::set_attribute(&current()?, &name, &key, value.as_deref())?,
+            )?;
+            println!(
+                "{name}: {key} {}",
+                if value.is_some() { "set" } else { "removed" }
+            );
         }
         UsersCmd::Enable { name } => {
             write_atomic(file, &store::set_disabled(&current()?, &name, false)?)?;

@@ -309,6 +309,41 @@ pub fn set_groups(text: &str, name: &str, groups: &[String]) -> Result<String> {
     Ok(doc.to_string())
 }
 
+/// Sets (or, with `None`, removes) a free-form attribute of a user, e.g. `mail`.
+pub fn set_attribute(text: &str, name: &str, key: &str, value: Option<&str>) -> Result<String> {
+    if key.is_empty()
+        || !key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(Error::UsersFileSyntax {
+            line: 0,
+            reason: format!("attribute name `{key}` must be letters, digits, `-` or `_`"),
+        });
+    }
+    let mut doc = parse_doc(text)?;
+    let t = find(&mut doc, name)?;
+    let mut attrs = t
+        .get("attributes")
+        .and_then(Item::as_inline_table)
+        .cloned()
+        .unwrap_or_default();
+    match value {
+        Some(v) => {
+            attrs.insert(key, Value::from(v));
+        }
+        None => {
+            attrs.remove(key);
+        }
+    }
+    if attrs.is_empty() {
+        t.remove("attributes");
+    } else {
+        t.insert("attributes", Item::Value(Value::InlineTable(attrs)));
+    }
+    Ok(doc.to_string())
+}
+
 /// Lists the users without any secret. Entries without a string `name` are skipped.
 pub fn list_users(text: &str) -> Result<Vec<UserSummary>> {
     parse_doc(text)?;
@@ -585,5 +620,23 @@ mod tests {
         assert_eq!(detached_comments("# mine\n"), "");
         assert_eq!(detached_comments("# file\n\n# mine\n"), "# file\n\n");
         assert_eq!(detached_comments("\n"), "");
+    }
+
+    #[test]
+    fn attributes_set_read_and_removed() {
+        let text =
+            "# keep me\n[[user]]\nname = \"a\"\nnt_hash = \"8846F7EAEE8FB117AD06BDD830B7586C\"\n";
+        let t = set_attribute(text, "a", "mail", Some("a@example.com")).unwrap();
+        let t = set_attribute(&t, "a", "upn", Some("a@corp.example")).unwrap();
+        assert!(t.starts_with("# keep me"), "{t}");
+        let users = crate::store::LocalUsers::parse(&t, "u.toml", None).unwrap();
+        let u = users.get("a").unwrap();
+        assert_eq!(u.attribute("mail"), Some("a@example.com"));
+        assert_eq!(u.attribute("upn"), Some("a@corp.example"));
+        let t = set_attribute(&t, "a", "mail", None).unwrap();
+        let t = set_attribute(&t, "a", "upn", None).unwrap();
+        assert!(!t.contains("attributes"), "{t}");
+        assert!(set_attribute(&t, "a", "bad key", Some("x")).is_err());
+        assert!(set_attribute(&t, "nobody", "mail", Some("x")).is_err());
     }
 }

@@ -112,6 +112,9 @@ pub struct MfaConfig {
     /// IP_WHITELIST: NAS-IP-Address values (the attribute, not the packet source) for which
     /// the second factor is skipped.
     pub skip_nas_ip: Vec<std::net::IpAddr>,
+    /// LDAP_ALTERNATE_LOGINID_ATTRIBUTE: send this user attribute (e.g. `mail`) as the MFA
+    /// identity instead of the user name; users without it fall back to their user name.
+    pub login_id_attribute: Option<String>,
     /// A new login by the same user on the same NAS while a push is pending joins it.
     pub join_pending_logins: bool,
     pub push_timeout: Duration,
@@ -289,6 +292,7 @@ struct RawMfa {
     require_user_match: Option<bool>,
     override_number_matching_with_otp: Option<bool>,
     skip_nas_ip: Option<Vec<Spanned<String>>>,
+    login_id_attribute: Option<String>,
     join_pending_logins: Option<bool>,
     push_timeout_seconds: Option<Spanned<i64>>,
     challenge_timeout_seconds: Option<Spanned<i64>>,
@@ -616,6 +620,7 @@ impl Cx<'_> {
             require_user_match: m.require_user_match.unwrap_or(true),
             override_number_matching_with_otp: m.override_number_matching_with_otp.unwrap_or(true),
             skip_nas_ip: skip,
+            login_id_attribute: m.login_id_attribute.clone().filter(|a| !a.is_empty()),
             join_pending_logins: m.join_pending_logins.unwrap_or(true),
             push_timeout: secs(
                 &m.push_timeout_seconds,

@@ -532,6 +532,12 @@ impl Work {
             Plan::Ask(f) => f,
         };
         let user = primary.user.clone().unwrap_or_default();
+        // The MFA identity: the alternate login-id attribute when configured and present.
+        let mfa_user = settings
+            .login_id_attribute
+            .as_deref()
+            .and_then(|a| shared.users.get(&user).and_then(|u| u.attribute(a)))
+            .map_or_else(|| user.clone(), str::to_owned);
         let login = Login {
             waiter: Waiter {
                 info: WaiterInfo {
@@ -543,7 +549,7 @@ impl Work {
                 grant,
             },
             request: portcullis_mfa::MfaRequest {
-                user: user.clone(),
+                user: mfa_user,
                 nas_ip,
                 client: client.name.clone(),
                 calling_station: request
