@@ -254,34 +254,14 @@ impl Entra {
             }
         };
 
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .timeout(cfg.timeout)
-            .connect_timeout(cfg.timeout)
-            .user_agent(concat!("Portcullis/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none());
-        if let Some(path) = &cfg.ca_file {
-            let pem = std::fs::read(path)
-                .map_err(|e| config_err(format!("cannot read CA file {}: {e}", path.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| config_err(format!("bad CA file {}: {e}", path.display())))?;
-            if certs.is_empty() {
-                return Err(config_err(format!(
-                    "CA file {} holds no certificate",
-                    path.display()
-                )));
-            }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        if !cfg.verify_tls {
-            tracing::warn!(provider = %cfg.name, "TLS certificate verification is off");
-            builder = builder.danger_accept_invalid_certs(true);
-        }
-        let http = builder
-            .build()
-            .map_err(|e| config_err(format!("cannot build the HTTP client: {e}")))?;
+        let http = crate::http::client(crate::http::HttpSettings {
+            name: &cfg.name,
+            timeout: cfg.timeout,
+            ca_file: cfg.ca_file.as_deref(),
+            verify_tls: cfg.verify_tls,
+            default_headers: reqwest::header::HeaderMap::new(),
+        })
+        .map_err(config_err)?;
         Ok(Entra {
             cfg,
             http,

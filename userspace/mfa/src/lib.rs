@@ -16,6 +16,7 @@ mod provider;
 pub mod battery;
 pub mod duo;
 pub mod entra;
+mod http;
 pub mod privacyidea;
 pub mod resilience;
 pub mod totp;

@@ -1,0 +1,46 @@
+//! The HTTP client every HTTPS provider uses: rustls, one timeout per request (and per connect),
+//! no redirects (a credentialed request must not be forwarded anywhere), our user agent, an
+//! optional extra CA bundle, and certificate verification that is only switched off explicitly,
+//! with a warning.
+
+use std::path::Path;
+use std::time::Duration;
+
+pub(crate) struct HttpSettings<'a> {
+    /// The provider's name, for the warning when verification is off.
+    pub name: &'a str,
+    pub timeout: Duration,
+    pub ca_file: Option<&'a Path>,
+    pub verify_tls: bool,
+    pub default_headers: reqwest::header::HeaderMap,
+}
+
+/// Builds the client; the error is a sentence for `MfaError::Config`.
+pub(crate) fn client(s: HttpSettings<'_>) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .use_rustls_tls()
+        .timeout(s.timeout)
+        .connect_timeout(s.timeout)
+        .default_headers(s.default_headers)
+        .user_agent(concat!("Portcullis/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none());
+    if let Some(path) = s.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("bad CA file {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("CA file {} holds no certificate", path.display()));
+        }
+        for cert in certs {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    if !s.verify_tls {
+        tracing::warn!(provider = %s.name, "TLS certificate verification is off");
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    builder
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))
+}
