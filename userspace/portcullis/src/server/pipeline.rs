@@ -157,13 +157,9 @@ impl Pipeline {
         let mut fx = Effects::default();
         for c in self.work.pending.expire(now) {
             for w in c.waiters {
-                sf::answer(
+                sf::reject(
                     &w.payload.info,
-                    None,
-                    Final::Reject {
-                        reason: Reason::MfaRejected,
-                        detail: "MFA: no answer to the push in time",
-                    },
+                    "MFA: no answer to the push in time",
                     &mut fx,
                     &self.work.stats,
                 );
@@ -178,13 +174,9 @@ impl Pipeline {
         let mut fx = Effects::default();
         for c in self.work.pending.drain_all() {
             for w in c.waiters {
-                sf::answer(
+                sf::reject(
                     &w.payload.info,
-                    None,
-                    Final::Reject {
-                        reason: Reason::MfaRejected,
-                        detail: "server shutting down while waiting for MFA",
-                    },
+                    "server shutting down while waiting for MFA",
                     &mut fx,
                     &self.work.stats,
                 );
@@ -596,16 +588,7 @@ impl Work {
             Err(refused) => {
                 let (info, why) = *refused;
                 let mut fx = Effects::default();
-                sf::answer(
-                    &info,
-                    None,
-                    Final::Reject {
-                        reason: Reason::MfaRejected,
-                        detail: why,
-                    },
-                    &mut fx,
-                    &self.stats,
-                );
+                sf::reject(&info, why, &mut fx, &self.stats);
                 PushStart::Refused(fx)
             }
         }
@@ -738,13 +721,9 @@ impl Work {
                                 }
                             }
                         } else {
-                            sf::answer(
+                            sf::reject(
                                 &info,
-                                None,
-                                Final::Reject {
-                                    reason: Reason::MfaRejected,
-                                    detail: "too many outstanding MFA challenges",
-                                },
+                                "too many outstanding MFA challenges",
                                 &mut fx,
                                 &self.stats,
                             );
@@ -767,19 +746,10 @@ impl Work {
                             settings.push_timeout,
                             now,
                         ) {
-                            Ok(t) => fx.follow_up = Some(t),
+                            Ok(t) => fx.follow_up = t,
                             Err(refused) => {
                                 let (info, why) = *refused;
-                                sf::answer(
-                                    &info,
-                                    None,
-                                    Final::Reject {
-                                        reason: Reason::MfaRejected,
-                                        detail: why,
-                                    },
-                                    &mut fx,
-                                    &self.stats,
-                                );
+                                sf::reject(&info, why, &mut fx, &self.stats);
                             }
                         }
                     }
@@ -856,16 +826,7 @@ impl Work {
             sf::answer(info, grant, Final::Accept { detail }, fx, stats)
         };
         let reject = |detail: &str, fx: &mut Effects, stats: &ShardStats| {
-            sf::answer(
-                info,
-                None,
-                Final::Reject {
-                    reason: Reason::MfaRejected,
-                    detail,
-                },
-                fx,
-                stats,
-            )
+            sf::reject(info, detail, fx, stats)
         };
         match result {
             Ok(Begin::Decided(Verdict::Allow)) => {

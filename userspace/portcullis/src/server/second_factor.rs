@@ -178,6 +178,20 @@ pub fn answer(
     ));
 }
 
+/// Answers `w` with an Access-Reject because of the second factor (NPS reason 21).
+pub fn reject(w: &WaiterInfo, detail: &str, out: &mut Effects, stats: &crate::stats::ShardStats) {
+    answer(
+        w,
+        None,
+        Final::Reject {
+            reason: Reason::MfaRejected,
+            detail,
+        },
+        out,
+        stats,
+    );
+}
+
 /// What a provider failure means for the login, by the provider's fail mode.
 pub fn on_failure(provider: &Provider, e: &MfaError) -> (bool, String) {
     match provider.fail_mode {
@@ -264,44 +278,16 @@ pub fn wait_only(
 }
 
 /// Puts a login whose push is already on its way into the pending table, and returns the task
-/// that waits for the answer. On refusal (a limit) the caller answers with the returned reason.
+/// that waits for the answer (never sends one). On refusal (a limit) the caller answers with the
+/// returned reason.
 pub fn adopt_push(
     pending: &mut Pending,
     login: Login,
     state: portcullis_mfa::ProviderState,
     timeout: std::time::Duration,
     now: Instant,
-) -> Result<Task, Box<(WaiterInfo, &'static str)>> {
-    let Login {
-        waiter,
-        provider,
-        request,
-        client_index,
-        user,
-    } = login;
-    let key = waiter.info.reply_to.key;
-    let rk = RequestKey {
-        from: key.from,
-        listener: key.listener,
-        identifier: key.identifier,
-        authenticator: waiter.info.reply_to.authenticator,
-    };
-    let info = waiter.info.clone();
-    let value = PushLogin {
-        provider: provider.clone(),
-        request: request.clone(),
-    };
-    match pending.begin(
-        LoginKey::new(client_index, user),
-        rk,
-        waiter,
-        value,
-        now + timeout,
-        now,
-    ) {
-        Ok(id) => Ok(wait_only(id, provider, request, state, timeout)),
-        Err(r) => Err(Box::new((info, r.reason()))),
-    }
+) -> Result<Option<Task>, Box<(WaiterInfo, &'static str)>> {
+    enter(pending, login, Some(state), false, timeout, now)
 }
 
 /// Puts a login into the pending table (or joins the pending one of the same user on the same
@@ -310,6 +296,19 @@ pub fn adopt_push(
 pub fn start_push(
     pending: &mut Pending,
     login: Login,
+    join: bool,
+    timeout: std::time::Duration,
+    now: Instant,
+) -> Result<Option<Task>, Box<(WaiterInfo, &'static str)>> {
+    enter(pending, login, None, join, timeout, now)
+}
+
+/// The pending-table entry of a push login: join one of the same login when allowed, else begin
+/// one, and return the task that sends the push (`sent` = None) or only waits for it.
+fn enter(
+    pending: &mut Pending,
+    login: Login,
+    sent: Option<portcullis_mfa::ProviderState>,
     join: bool,
     timeout: std::time::Duration,
     now: Instant,
@@ -342,7 +341,10 @@ pub fn start_push(
         request: request.clone(),
     };
     match pending.begin(lk, rk, waiter, value, now + timeout, now) {
-        Ok(id) => Ok(Some(push(id, provider, request, timeout))),
+        Ok(id) => Ok(Some(match sent {
+            Some(state) => wait_only(id, provider, request, state, timeout),
+            None => push(id, provider, request, timeout),
+        })),
         Err(r) => Err(Box::new((info, r.reason()))),
     }
 }
