@@ -2,14 +2,19 @@
 //!
 //! At start-up the program is attached to each configured interface when the process may do so;
 //! otherwise the server says plainly why and carries on, because the shards apply the same
-//! unknown-client filter in userspace for every datagram anyway. `xdp.required = true` turns
-//! "cannot attach" into a start-up failure.
+//! checks in userspace for every datagram anyway. `xdp.required = true` turns "cannot attach"
+//! into a start-up failure.
+//!
+//! The filter gets every `[[client]]`'s network, secret and `require_message_authenticator`, so
+//! it drops unknown sources, malformed packets and requests whose Message-Authenticator or
+//! Accounting Request Authenticator does not verify. The shards still verify everything
+//! themselves: a packet that reached them may have bypassed XDP (another interface, generic
+//! mode ordering, a reload in progress), so the kernel verdict is never trusted.
 
 use std::fmt::Write as _;
-use std::net::IpAddr;
 
 use anyhow::{bail, Result};
-use portcullis_xdp_loader::{XdpFilter, XdpMode, XdpSettings};
+use portcullis_xdp_loader::{XdpClient, XdpFilter, XdpMode, XdpSettings};
 
 use crate::config::{Config, XdpModeSetting};
 
@@ -19,11 +24,17 @@ pub struct XdpState {
     inactive_reason: Option<String>,
 }
 
-fn clients_of(config: &Config) -> Vec<(IpAddr, u8)> {
+fn clients_of(config: &Config) -> Vec<XdpClient> {
     config
         .clients
         .iter()
-        .map(|c| (c.network.addr(), c.network.prefix_len()))
+        .map(|c| XdpClient {
+            network: (c.network.addr(), c.network.prefix_len()),
+            // One secret per client: the configuration has no second (next) secret yet; the
+            // filter accepts two, for a change-over without a gap.
+            secrets: vec![c.secret.expose().as_bytes().to_vec()],
+            require_message_authenticator: c.require_message_authenticator,
+        })
         .collect()
 }
 
@@ -54,7 +65,7 @@ impl XdpState {
                     tracing::info!(
                         interface = %iface,
                         mode = %f.attached_mode(),
-                        "XDP pre-filter attached: datagrams to the RADIUS ports from unknown clients are dropped in the kernel"
+                        "XDP pre-filter attached: datagrams to the RADIUS ports from unknown clients, malformed packets and bad authenticators are dropped in the kernel"
                     );
                     filters.push(f);
                 }
@@ -110,6 +121,13 @@ impl XdpState {
                     for (name, v) in c.iter() {
                         let _ = writeln!(out, "xdp.{}.{} {}", f.interface(), name, v);
                     }
+                    // Every pass of a known client's datagram, verified or not.
+                    let _ = writeln!(
+                        out,
+                        "xdp.{}.pass_known_client {}",
+                        f.interface(),
+                        c.known_client_passed()
+                    );
                 }
                 Err(e) => {
                     let _ = writeln!(out, "xdp.{}.error {}", f.interface(), e);

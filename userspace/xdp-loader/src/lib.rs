@@ -2,13 +2,21 @@
 //! its counters.
 //!
 //! The eBPF object (`xdp-filter/ebpf`) is embedded at build time by `build.rs` (see
-//! [`program_embedded`]). [`XdpFilter::attach`] loads it, writes the RADIUS ports and the client
-//! networks into its maps, then attaches it; dropping the [`XdpFilter`] detaches it. The filter
-//! drops UDP datagrams to a RADIUS port from sources outside the client networks and passes
-//! everything else; see `portcullis-xdp-common` for the counter reasons.
+//! [`program_embedded`]). [`XdpFilter::attach`] loads it, writes the RADIUS ports, the client
+//! networks and each client's keys into its maps, then attaches it; dropping the [`XdpFilter`]
+//! detaches it. The filter drops UDP datagrams to a RADIUS port from sources outside the client
+//! networks, and from known clients drops malformed packets and Access-Request, Status-Server
+//! and Accounting-Request packets whose authenticators do not verify with any of the client's
+//! secrets; see `portcullis-xdp-common` for the counter reasons.
 //!
-//! What this crate does not do: RADIUS validation (the filter is only a cheap first cut, the
-//! server validates every request), pinning, or sharing one program between processes.
+//! Keys: for each secret the loader computes the MD5 states after the HMAC `ipad` and `opad`
+//! blocks (so the kernel hashes only the packet) and also stores the plain secret, which the
+//! Accounting-Request authenticator needs. The key array holds two generations; a reload
+//! writes the new generation beside the old one, repoints each trie entry, and only then
+//! clears the old generation, so no packet is judged with a half-written or wrong key.
+//!
+//! What this crate does not do: replace the server's own validation (the server validates
+//! every request again, XDP or not), pinning, or sharing one program between processes.
 //! [`test_run`] runs the program on hand-made frames without any interface, for tests.
 
 use std::collections::BTreeMap;
@@ -22,9 +30,12 @@ use aya::programs::xdp::XdpLinkId;
 use aya::programs::{ProgramError, Xdp, XdpFlags};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use portcullis_xdp_common::{
-    ClientInfo, ClientKeyV4, ClientKeyV6, PortConfig, MAP_CLIENTS_V4, MAP_CLIENTS_V6, MAP_COUNTERS,
-    MAP_PORTS, MAX_CLIENTS, MAX_PORTS, PORTS_INDEX,
+    md5, ClientInfo, ClientKeyV4, ClientKeyV6, ClientKeys, PortConfig, SecretKey,
+    FLAG_REQUIRE_MESSAGE_AUTHENTICATOR, MAP_CLIENTS_V4, MAP_CLIENTS_V6, MAP_CLIENT_KEYS,
+    MAP_COUNTERS, MAP_PORTS, MAX_CLIENTS, MAX_KEYED_CLIENTS, MAX_PORTS, MAX_SECRETS,
+    MAX_SECRET_LEN, PORTS_INDEX,
 };
+use zeroize::Zeroize;
 
 pub use portcullis_xdp_common::Reason;
 
@@ -92,8 +103,55 @@ pub struct XdpSettings {
     pub mode: XdpMode,
     /// RADIUS UDP ports to filter (authentication, accounting, ...), at most 8.
     pub ports: Vec<u16>,
-    /// Client networks as (address, prefix length); host bits are ignored.
-    pub clients: Vec<(IpAddr, u8)>,
+    /// The clients, at most 4096 ([`MAX_KEYED_CLIENTS`](portcullis_xdp_common::MAX_KEYED_CLIENTS)).
+    /// When two clients have the same network, the first one counts.
+    pub clients: Vec<XdpClient>,
+}
+
+/// One RADIUS client as the filter sees it: where it sends from and how to check its packets.
+#[derive(Clone, PartialEq, Eq)]
+pub struct XdpClient {
+    /// The client network as (address, prefix length); host bits are ignored.
+    pub network: (IpAddr, u8),
+    /// The shared secrets, 1 to 128 octets each: one, or two during a change-over (a packet
+    /// passes if it verifies with either). With none, the filter only checks the source
+    /// address and the packet structure.
+    pub secrets: Vec<Vec<u8>>,
+    /// Drop an Access-Request without Message-Authenticator.
+    pub require_message_authenticator: bool,
+}
+
+impl XdpClient {
+    /// A client with one secret.
+    pub fn new(network: (IpAddr, u8), secret: &[u8], require_message_authenticator: bool) -> Self {
+        XdpClient {
+            network,
+            secrets: vec![secret.to_vec()],
+            require_message_authenticator,
+        }
+    }
+}
+
+impl Drop for XdpClient {
+    fn drop(&mut self) {
+        for secret in &mut self.secrets {
+            secret.zeroize();
+        }
+    }
+}
+
+impl fmt::Debug for XdpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the secrets.
+        f.debug_struct("XdpClient")
+            .field("network", &self.network)
+            .field("secrets", &self.secrets.len())
+            .field(
+                "require_message_authenticator",
+                &self.require_message_authenticator,
+            )
+            .finish()
+    }
 }
 
 /// Why XDP could not be used.
@@ -210,6 +268,15 @@ impl Counters {
             .map(|(_, n)| n)
             .sum()
     }
+
+    /// Datagrams from known clients to a RADIUS port that were passed, verified or not (see
+    /// [`Reason::is_known_client_pass`]).
+    pub fn known_client_passed(&self) -> u64 {
+        self.by_reason()
+            .filter(|(r, _)| r.is_known_client_pass())
+            .map(|(_, n)| n)
+            .sum()
+    }
 }
 
 impl fmt::Display for Counters {
@@ -270,9 +337,10 @@ impl XdpFilter {
         &self.interface
     }
 
-    /// Replace the client networks (config reload): new entries are inserted first, then the
-    /// removed ones deleted, so a client present in both lists is never dropped meanwhile.
-    pub fn replace_clients(&mut self, clients: &[(IpAddr, u8)]) -> Result<(), XdpError> {
+    /// Replace the clients and their keys (config reload): the new keys are written beside the
+    /// old ones, new and changed trie entries are inserted, then the removed ones deleted and
+    /// the old keys cleared, so a client present in both lists is never dropped meanwhile.
+    pub fn replace_clients(&mut self, clients: &[XdpClient]) -> Result<(), XdpError> {
         self.loaded.replace_clients(clients)
     }
 
@@ -345,15 +413,43 @@ fn mask<const N: usize>(mut bytes: [u8; N], prefix_len: u8) -> [u8; N] {
     bytes
 }
 
-/// Normalize and number the clients; the value of each is its first position in the list.
-fn normalize_clients(clients: &[(IpAddr, u8)]) -> Result<BTreeMap<ClientNet, u32>, XdpError> {
+/// The clients ready for the maps: each network with the position of its client, and the
+/// keys of every client by position.
+struct ClientTables {
+    nets: BTreeMap<ClientNet, u32>,
+    keys: Vec<ClientKeys>,
+}
+
+impl Drop for ClientTables {
+    fn drop(&mut self) {
+        // The keys hold the secrets in clear; do not leave them in freed memory.
+        for keys in &mut self.keys {
+            for secret in &mut keys.secrets {
+                secret.bytes.zeroize();
+                secret.inner.zeroize();
+                secret.outer.zeroize();
+            }
+        }
+    }
+}
+
+/// Normalize, number and key the clients; the value of each network is the first position in
+/// the list that names it.
+fn normalize_clients(clients: &[XdpClient]) -> Result<ClientTables, XdpError> {
+    if clients.len() > MAX_KEYED_CLIENTS as usize {
+        return Err(XdpError::InvalidSettings {
+            reason: format!("{} clients; at most {MAX_KEYED_CLIENTS}", clients.len()),
+        });
+    }
     let mut nets = BTreeMap::new();
+    let mut keys = Vec::with_capacity(clients.len());
     let (mut v4, mut v6) = (0u32, 0u32);
-    for (index, (addr, prefix_len)) in clients.iter().enumerate() {
-        let net = ClientNet::new(*addr, *prefix_len)?;
-        let index = u32::try_from(index).map_err(|_| XdpError::InvalidSettings {
-            reason: "too many clients".into(),
-        })?;
+    for (index, client) in clients.iter().enumerate() {
+        let (addr, prefix_len) = client.network;
+        let net = ClientNet::new(addr, prefix_len)?;
+        keys.push(client_keys(client)?);
+        // At most MAX_KEYED_CLIENTS, checked above.
+        let index = index as u32;
         if nets.contains_key(&net) {
             continue;
         }
@@ -370,7 +466,65 @@ fn normalize_clients(clients: &[(IpAddr, u8)]) -> Result<BTreeMap<ClientNet, u32
             ),
         });
     }
-    Ok(nets)
+    Ok(ClientTables { nets, keys })
+}
+
+/// The map value for one client.
+fn client_keys(client: &XdpClient) -> Result<ClientKeys, XdpError> {
+    let (addr, prefix_len) = client.network;
+    if client.secrets.len() > MAX_SECRETS {
+        return Err(XdpError::InvalidSettings {
+            reason: format!(
+                "client {addr}/{prefix_len}: {} secrets; at most {MAX_SECRETS}",
+                client.secrets.len()
+            ),
+        });
+    }
+    let mut keys = ClientKeys::EMPTY;
+    for (slot, secret) in keys.secrets.iter_mut().zip(&client.secrets) {
+        *slot = secret_key(secret).ok_or_else(|| XdpError::InvalidSettings {
+            reason: format!(
+                "client {addr}/{prefix_len}: a secret must have 1 to {MAX_SECRET_LEN} octets"
+            ),
+        })?;
+    }
+    // At most MAX_SECRETS, checked above.
+    keys.count = client.secrets.len() as u32;
+    if client.require_message_authenticator {
+        keys.flags |= FLAG_REQUIRE_MESSAGE_AUTHENTICATOR;
+    }
+    Ok(keys)
+}
+
+/// The HMAC-MD5 key states and the plain bytes of one secret; `None` if it is empty or longer
+/// than [`MAX_SECRET_LEN`].
+fn secret_key(secret: &[u8]) -> Option<SecretKey> {
+    if secret.is_empty() || secret.len() > MAX_SECRET_LEN {
+        return None;
+    }
+    // RFC 2104: a key longer than the block is replaced by its hash; then zero-padded.
+    let mut key = [0u8; md5::BLOCK_LEN];
+    if secret.len() > md5::BLOCK_LEN {
+        key[..16].copy_from_slice(&md5::digest(secret));
+    } else {
+        key[..secret.len()].copy_from_slice(secret);
+    }
+    let pad_state = |pad: u8| {
+        let mut block = key;
+        for b in &mut block {
+            *b ^= pad;
+        }
+        let mut state = md5::IV;
+        md5::compress(&mut state, &md5::block_words(&block));
+        state
+    };
+    let mut out = SecretKey::EMPTY;
+    out.inner = pad_state(0x36);
+    out.outer = pad_state(0x5c);
+    out.len = secret.len() as u32;
+    out.bytes[..secret.len()].copy_from_slice(secret);
+    key.zeroize();
+    Some(out)
 }
 
 fn port_config(ports: &[u16]) -> Result<PortConfig, XdpError> {
@@ -461,8 +615,11 @@ fn raise_memlock_rlimit() {
 /// The program and its maps, loaded into the kernel but not attached.
 struct Loaded {
     ebpf: Ebpf,
-    /// Client networks currently in the tries.
-    clients: BTreeMap<ClientNet, u32>,
+    /// Client networks currently in the tries, with their trie values.
+    clients: BTreeMap<ClientNet, ClientInfo>,
+    /// The key generation in use (0 or 1) and how many slots of it are filled; `None` before
+    /// the first install.
+    keys: Option<(u32, u32)>,
 }
 
 impl Loaded {
@@ -471,7 +628,7 @@ impl Loaded {
             return Err(XdpError::NotEmbedded);
         }
         let ports = port_config(&settings.ports)?;
-        let clients = normalize_clients(&settings.clients)?;
+        let tables = normalize_clients(&settings.clients)?;
         raise_memlock_rlimit();
 
         let ebpf = EbpfLoader::new().load(object()).map_err(|source| {
@@ -486,6 +643,7 @@ impl Loaded {
         let mut loaded = Loaded {
             ebpf,
             clients: BTreeMap::new(),
+            keys: None,
         };
         loaded.program_mut()?.load().map_err(|source| {
             if is_permission_error(&source) {
@@ -497,7 +655,7 @@ impl Loaded {
             }
         })?;
         loaded.set_ports(&ports)?;
-        loaded.install_clients(clients)?;
+        loaded.install_clients(tables)?;
         Ok(loaded)
     }
 
@@ -583,28 +741,71 @@ impl Loaded {
             })
     }
 
-    fn replace_clients(&mut self, clients: &[(IpAddr, u8)]) -> Result<(), XdpError> {
-        let wanted = normalize_clients(clients)?;
-        self.install_clients(wanted)
+    fn replace_clients(&mut self, clients: &[XdpClient]) -> Result<(), XdpError> {
+        let tables = normalize_clients(clients)?;
+        self.install_clients(tables)
     }
 
-    /// Insert every wanted network (updating the index of kept ones), then delete the rest.
-    fn install_clients(&mut self, wanted: BTreeMap<ClientNet, u32>) -> Result<(), XdpError> {
-        for (net, index) in &wanted {
-            self.trie_insert(*net, ClientInfo { index: *index })?;
-            self.clients.insert(*net, *index);
+    /// Write the keys into the unused generation, point every wanted network at them (insert
+    /// or update), delete the networks no longer wanted, then clear the old generation.
+    ///
+    /// On an error midway the tries point into either generation, both intact; the next
+    /// install starts over.
+    fn install_clients(&mut self, tables: ClientTables) -> Result<(), XdpError> {
+        let generation = match self.keys {
+            None => 0,
+            Some((current, _)) => 1 - current,
+        };
+        let base = generation * MAX_KEYED_CLIENTS;
+        for (index, keys) in tables.keys.iter().enumerate() {
+            // index < MAX_KEYED_CLIENTS (checked by normalize_clients).
+            self.set_keys(base + index as u32, keys)?;
+        }
+        for (net, index) in &tables.nets {
+            let info = ClientInfo {
+                index: *index,
+                slot: base + index,
+            };
+            self.trie_insert(*net, info)?;
+            self.clients.insert(*net, info);
         }
         let stale: Vec<ClientNet> = self
             .clients
             .keys()
-            .filter(|net| !wanted.contains_key(net))
+            .filter(|net| !tables.nets.contains_key(net))
             .copied()
             .collect();
         for net in stale {
             self.trie_remove(net)?;
             self.clients.remove(&net);
         }
+        // Nothing points at the old generation any more: clear it, so no secret lingers in a
+        // map slot that is not in use. (A packet that looked its slot up just before the
+        // switch may still read it; an empty entry makes it pass unchecked, to userspace.)
+        let old = self.keys.replace((generation, tables.keys.len() as u32));
+        if let Some((old_generation, old_len)) = old {
+            let old_base = old_generation * MAX_KEYED_CLIENTS;
+            for index in 0..old_len {
+                self.set_keys(old_base + index, &ClientKeys::EMPTY)?;
+            }
+        }
         Ok(())
+    }
+
+    fn set_keys(&mut self, slot: u32, keys: &ClientKeys) -> Result<(), XdpError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_CLIENT_KEYS)
+            .ok_or_else(|| missing(MAP_CLIENT_KEYS))?;
+        let mut array: Array<&mut MapData, ClientKeys> =
+            Array::try_from(map).map_err(|source| XdpError::Map {
+                map: MAP_CLIENT_KEYS,
+                source,
+            })?;
+        array.set(slot, keys, 0).map_err(|source| XdpError::Map {
+            map: MAP_CLIENT_KEYS,
+            source,
+        })
     }
 
     fn trie_insert(&mut self, net: ClientNet, info: ClientInfo) -> Result<(), XdpError> {
@@ -709,21 +910,27 @@ mod tests {
         assert_eq!(mask([0xFF, 0xFF, 0xFF, 0xFF], 20), [0xFF, 0xFF, 0xF0, 0]);
     }
 
+    fn client(network: (IpAddr, u8)) -> XdpClient {
+        XdpClient::new(network, b"secret", true)
+    }
+
     #[test]
     fn clients_are_normalized_and_deduplicated() {
         let clients = [
-            (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)), 24),
-            (IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)), 24),
-            (
+            client((IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)), 24)),
+            client((IpAddr::V4(Ipv4Addr::new(192, 0, 2, 9)), 24)),
+            client((
                 IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 1, 2, 3, 4)),
                 64,
-            ),
-            (
+            )),
+            client((
                 IpAddr::V6(Ipv4Addr::new(198, 51, 100, 1).to_ipv6_mapped()),
                 128,
-            ),
+            )),
         ];
-        let nets = normalize_clients(&clients).expect("valid clients");
+        let tables = normalize_clients(&clients).expect("valid clients");
+        assert_eq!(tables.keys.len(), 4);
+        let nets = tables.nets.clone();
         let expected: Vec<(ClientNet, u32)> = vec![
             (ClientNet::V4([192, 0, 2, 0], 24), 0),
             (ClientNet::V4([198, 51, 100, 1], 32), 3),
@@ -739,7 +946,37 @@ mod tests {
     fn bad_settings_are_refused() {
         let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
         assert!(matches!(
-            normalize_clients(&[(v4, 33)]),
+            normalize_clients(&[client((v4, 33))]),
+            Err(XdpError::InvalidSettings { .. })
+        ));
+        for secrets in [
+            vec![],
+            vec![vec![]],
+            vec![vec![b'x'; MAX_SECRET_LEN + 1]],
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()],
+        ] {
+            let c = XdpClient {
+                network: (v4, 32),
+                secrets,
+                require_message_authenticator: false,
+            };
+            let result = normalize_clients(&[c]);
+            // No secret at all is allowed (the filter then checks only the structure).
+            if let Ok(tables) = &result {
+                assert_eq!(tables.keys[0].count, 0);
+                continue;
+            }
+            assert!(
+                matches!(result, Err(XdpError::InvalidSettings { .. })),
+                "{:?}",
+                result.err()
+            );
+        }
+        let too_many: Vec<XdpClient> = (0..=MAX_KEYED_CLIENTS)
+            .map(|k| client((IpAddr::V4(Ipv4Addr::from(0x0A00_0000 + k)), 32)))
+            .collect();
+        assert!(matches!(
+            normalize_clients(&too_many),
             Err(XdpError::InvalidSettings { .. })
         ));
         assert!(matches!(
@@ -766,17 +1003,89 @@ mod tests {
         ));
     }
 
+    /// HMAC-MD5 finished from the precomputed states, as the XDP program does it.
+    fn hmac_from_states(key: &SecretKey, message: &[u8]) -> [u8; 16] {
+        let mut state = key.inner;
+        let mut padded = message.to_vec();
+        padded.push(0x80);
+        while padded.len() % 64 != 56 {
+            padded.push(0);
+        }
+        padded.extend_from_slice(&(((64 + message.len()) as u64) * 8).to_le_bytes());
+        for block in padded.chunks_exact(64) {
+            let block: [u8; 64] = block.try_into().expect("64 octets");
+            md5::compress(&mut state, &md5::block_words(&block));
+        }
+        let mut outer_block = [0u8; 64];
+        outer_block[..16].copy_from_slice(&md5::state_bytes(&state));
+        outer_block[16] = 0x80;
+        outer_block[56..58].copy_from_slice(&((64u16 + 16) * 8).to_le_bytes());
+        let mut outer = key.outer;
+        md5::compress(&mut outer, &md5::block_words(&outer_block));
+        md5::state_bytes(&outer)
+    }
+
+    #[test]
+    fn precomputed_key_states_give_the_standard_hmac() {
+        use hmac::{Hmac, Mac};
+        let message: Vec<u8> = (0..300u16).map(|k| (k * 13) as u8).collect();
+        for secret_len in [1, 10, 16, 63, 64, 65, 100, MAX_SECRET_LEN] {
+            let secret: Vec<u8> = (0..secret_len).map(|k| (k * 7 + 1) as u8).collect();
+            let key = secret_key(&secret).expect("valid secret");
+            assert_eq!(key.len as usize, secret_len);
+            assert_eq!(&key.bytes[..secret_len], &secret[..]);
+            assert!(key.bytes[secret_len..].iter().all(|b| *b == 0));
+            for message_len in [0, 20, 55, 56, 64, 300] {
+                let mut mac =
+                    Hmac::<md5_crate::Md5>::new_from_slice(&secret).expect("any key length");
+                mac.update(&message[..message_len]);
+                let expected: [u8; 16] = mac.finalize().into_bytes().into();
+                assert_eq!(
+                    hmac_from_states(&key, &message[..message_len]),
+                    expected,
+                    "secret {secret_len} octets, message {message_len} octets"
+                );
+            }
+        }
+        assert!(secret_key(&[]).is_none());
+        assert!(secret_key(&[1; MAX_SECRET_LEN + 1]).is_none());
+    }
+
+    #[test]
+    fn client_keys_carry_count_and_policy() {
+        let v4 = (IpAddr::V4(Ipv4Addr::LOCALHOST), 32);
+        let two = XdpClient {
+            network: v4,
+            secrets: vec![b"old".to_vec(), b"new".to_vec()],
+            require_message_authenticator: true,
+        };
+        let keys = client_keys(&two).expect("valid");
+        assert_eq!(keys.count, 2);
+        assert_eq!(keys.flags, FLAG_REQUIRE_MESSAGE_AUTHENTICATOR);
+        assert_eq!(&keys.secrets[1].bytes[..3], b"new");
+        let one = client_keys(&XdpClient::new(v4, b"s", false)).expect("valid");
+        assert_eq!(one.count, 1);
+        assert_eq!(one.flags, 0);
+        assert_eq!(one.secrets[1], SecretKey::EMPTY);
+        let shown = format!("{two:?} {:?}", keys.secrets[0]);
+        assert!(!shown.contains("old") && !shown.contains("111"), "{shown}");
+    }
+
     #[test]
     fn counters_display_every_reason() {
         let mut c = Counters::default();
         c.values[Reason::DropUnknownClientV4.index() as usize] = 7;
-        c.values[Reason::PassKnownClient.index() as usize] = 2;
+        c.values[Reason::PassMaVerified.index() as usize] = 2;
+        c.values[Reason::PassAcctAuthVerified.index() as usize] = 3;
+        c.values[Reason::PassOtherPort.index() as usize] = 4;
+        c.values[Reason::DropBadMa.index() as usize] = 5;
         let text = c.to_string();
         for r in Reason::ALL {
             assert!(text.contains(r.name()), "{text}");
         }
-        assert_eq!(c.dropped(), 7);
-        assert_eq!(c.passed(), 2);
+        assert_eq!(c.dropped(), 12);
+        assert_eq!(c.passed(), 9);
+        assert_eq!(c.known_client_passed(), 5);
     }
 
     #[test]

@@ -6,10 +6,10 @@
 
 use std::fmt;
 use std::io;
-use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::Duration;
 
-use crate::{Counters, Loaded, XdpError, XdpSettings};
+use crate::{Counters, Loaded, XdpClient, XdpError, XdpSettings};
 
 /// The XDP verdict of one run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,11 +78,22 @@ impl XdpTestProgram {
 
     /// Run the program once on `frame` (a whole Ethernet frame, at least 14 bytes).
     pub fn run(&self, frame: &[u8]) -> Result<XdpAction, XdpError> {
+        self.run_repeated(frame, 1).map(|(action, _)| action)
+    }
+
+    /// Run the program `repeat` times on `frame` in the kernel; returns the verdict and the
+    /// mean time per run as the kernel measured it. For benchmarks; counters move `repeat`
+    /// times.
+    pub fn run_repeated(
+        &self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(XdpAction, Duration), XdpError> {
         let program = self.loaded.program()?;
         let fd = program.fd().map_err(|_| XdpError::BadObject {
             reason: "the program has no file descriptor".into(),
         })?;
-        run_xdp(fd.as_fd(), frame, 1).map_err(|source| XdpError::TestRun { source })
+        run_xdp_timed(fd.as_fd(), frame, repeat).map_err(|source| XdpError::TestRun { source })
     }
 
     /// Packet counts per reason, summed across CPUs.
@@ -90,8 +101,8 @@ impl XdpTestProgram {
         self.loaded.counters()
     }
 
-    /// Replace the client networks, as [`XdpFilter::replace_clients`](crate::XdpFilter::replace_clients).
-    pub fn replace_clients(&mut self, clients: &[(IpAddr, u8)]) -> Result<(), XdpError> {
+    /// Replace the clients, as [`XdpFilter::replace_clients`](crate::XdpFilter::replace_clients).
+    pub fn replace_clients(&mut self, clients: &[XdpClient]) -> Result<(), XdpError> {
         self.loaded.replace_clients(clients)
     }
 
@@ -131,6 +142,15 @@ struct TestRunAttr {
 ///
 /// The kernel wants at least an Ethernet header (14 bytes) and at most about a page.
 pub fn run_xdp(prog_fd: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> io::Result<XdpAction> {
+    run_xdp_timed(prog_fd, frame, repeat).map(|(action, _)| action)
+}
+
+/// As [`run_xdp`], also returning the mean duration of one run as the kernel measured it.
+pub fn run_xdp_timed(
+    prog_fd: BorrowedFd<'_>,
+    frame: &[u8],
+    repeat: u32,
+) -> io::Result<(XdpAction, Duration)> {
     let data_size_in = u32::try_from(frame.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
     // XDP may grow the frame at the tail (bpf_xdp_adjust_tail); leave room for its copy-out.
@@ -160,5 +180,8 @@ pub fn run_xdp(prog_fd: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> io::Result
     if ret < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(XdpAction::from_retval(attr.retval))
+    Ok((
+        XdpAction::from_retval(attr.retval),
+        Duration::from_nanos(u64::from(attr.duration)),
+    ))
 }

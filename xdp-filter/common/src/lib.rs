@@ -15,14 +15,25 @@
 //! | [`MAP_CLIENTS_V4`] | LPM trie                  | `Key<ClientKeyV4>` | [`ClientInfo`]   |
 //! | [`MAP_CLIENTS_V6`] | LPM trie                  | `Key<ClientKeyV6>` | [`ClientInfo`]   |
 //! | [`MAP_PORTS`]   | array, 1 entry               | `u32` (0)          | [`PortConfig`]   |
+//! | [`MAP_CLIENT_KEYS`] | array, [`CLIENT_KEY_SLOTS`] entries | `u32` ([`ClientInfo::slot`]) | [`ClientKeys`] |
 //! | [`MAP_COUNTERS`] | per-CPU array, [`Reason::COUNT`] entries | `u32` (reason) | `u64` packets |
 //!
 //! The filter only ever looks at UDP datagrams sent to one of the configured ports. Of those, a
-//! datagram whose source address is in a client trie passes; any other one is dropped. Every
-//! packet the filter cannot judge (fragments, truncated headers, IPv6 extension headers, ...)
-//! passes: userspace validates every request anyway, XDP is only a cheap first cut.
+//! datagram whose source address is in no client trie is dropped. From a known client, the
+//! RADIUS packet is checked: its Length against the UDP payload, the attribute walk, and then,
+//! with the client's keys from [`MAP_CLIENT_KEYS`], the Message-Authenticator of an
+//! Access-Request or Status-Server (HMAC-MD5 from precomputed key states, see [`SecretKey`])
+//! or the Request Authenticator of an Accounting-Request (MD5 over the packet and the secret).
+//! A client may have two secrets during a change-over; a packet passes if either verifies.
+//! Every packet the filter cannot judge (fragments, truncated headers, IPv6 extension headers,
+//! codes it does not verify, ...) passes: userspace validates every request anyway.
+//!
+//! [`md5`] holds the MD5 compression function both sides use: the program to hash packets,
+//! the loader to precompute the HMAC key states.
 
 #![no_std]
+
+pub mod md5;
 
 /// Name of the LPM trie of known IPv4 clients.
 pub const MAP_CLIENTS_V4: &str = "CLIENTS_V4";
@@ -32,6 +43,8 @@ pub const MAP_CLIENTS_V6: &str = "CLIENTS_V6";
 pub const MAP_PORTS: &str = "PORTS";
 /// Name of the per-CPU array of packet counters, indexed by [`Reason`].
 pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Name of the array of per-client keys ([`ClientKeys`]), indexed by [`ClientInfo::slot`].
+pub const MAP_CLIENT_KEYS: &str = "CLIENT_KEYS";
 
 /// Maximum number of entries in each client trie.
 pub const MAX_CLIENTS: u32 = 65_536;
@@ -39,6 +52,19 @@ pub const MAX_CLIENTS: u32 = 65_536;
 pub const MAX_PORTS: usize = 8;
 /// The only index of the [`MAP_PORTS`] array.
 pub const PORTS_INDEX: u32 = 0;
+/// Maximum number of clients (configuration entries, each with its own keys) per generation.
+pub const MAX_KEYED_CLIENTS: u32 = 4096;
+/// Entries of [`MAP_CLIENT_KEYS`]: two generations of [`MAX_KEYED_CLIENTS`], so a reload
+/// writes the new keys beside the old ones and switches each trie entry over in one update.
+pub const CLIENT_KEY_SLOTS: u32 = 2 * MAX_KEYED_CLIENTS;
+/// Secrets per client: the current one and, during a change-over, the next one.
+pub const MAX_SECRETS: usize = 2;
+/// Longest shared secret, in bytes (the configuration allows no more).
+pub const MAX_SECRET_LEN: usize = 128;
+/// Largest RADIUS packet (RFC 2865 §3): the filter checks packets up to this Length.
+pub const MAX_RADIUS_LEN: usize = 4096;
+/// [`ClientKeys::flags`] bit: drop an Access-Request without Message-Authenticator.
+pub const FLAG_REQUIRE_MESSAGE_AUTHENTICATOR: u32 = 1;
 
 /// Data of an IPv4 client trie key: the address in network byte order (`Ipv4Addr::octets`).
 /// The prefix length travels beside it in the LPM key (`aya::maps::lpm_trie::Key`).
@@ -47,14 +73,77 @@ pub type ClientKeyV4 = [u8; 4];
 pub type ClientKeyV6 = [u8; 16];
 
 /// Value of a client trie entry.
-///
-/// `index` is the position of the client in the server's configuration, so later per-client
-/// state (for instance a per-client secret or rate limit in another map) can be keyed by it.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientInfo {
-    /// Position of the client in the configuration.
+    /// Position of the client in the configuration, for per-client state keyed by it.
     pub index: u32,
+    /// Index of the client's [`ClientKeys`] in [`MAP_CLIENT_KEYS`]. It is `index` plus the base
+    /// of the current generation, so it changes on every reload.
+    pub slot: u32,
+}
+
+/// One shared secret in the form the filter uses it.
+///
+/// `inner` and `outer` are the MD5 chaining values after the first block of HMAC-MD5
+/// (RFC 2104): after `K ^ ipad` and after `K ^ opad`, where `K` is the secret (or its MD5 when
+/// longer than 64 bytes) padded with zeros to 64 bytes. With them the filter does only the
+/// blocks of the message itself. `bytes[..len]` is the plain secret, which the Accounting
+/// Request Authenticator (RFC 2866 §3) needs after the packet.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SecretKey {
+    /// MD5 state after the `K ^ ipad` block.
+    pub inner: [u32; 4],
+    /// MD5 state after the `K ^ opad` block.
+    pub outer: [u32; 4],
+    /// Length of the secret in bytes, 1..=[`MAX_SECRET_LEN`].
+    pub len: u32,
+    /// Explicit padding, always zero.
+    pub reserved: u32,
+    /// The secret, zero after `len`.
+    pub bytes: [u8; MAX_SECRET_LEN],
+}
+
+impl SecretKey {
+    /// An unused secret slot.
+    pub const EMPTY: SecretKey = SecretKey {
+        inner: [0; 4],
+        outer: [0; 4],
+        len: 0,
+        reserved: 0,
+        bytes: [0; MAX_SECRET_LEN],
+    };
+}
+
+impl core::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Never the key material: it is as good as the secret.
+        f.debug_struct("SecretKey")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Value of a [`MAP_CLIENT_KEYS`] entry: the secrets and policy of one client.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientKeys {
+    /// The secrets; only the first `count` are used, the current one first.
+    pub secrets: [SecretKey; MAX_SECRETS],
+    /// How many of `secrets` are in use (0 = no keys: the filter checks nothing).
+    pub count: u32,
+    /// Policy bits, e.g. [`FLAG_REQUIRE_MESSAGE_AUTHENTICATOR`].
+    pub flags: u32,
+}
+
+impl ClientKeys {
+    /// No keys: the filter passes this client's packets unchecked.
+    pub const EMPTY: ClientKeys = ClientKeys {
+        secrets: [SecretKey::EMPTY; MAX_SECRETS],
+        count: 0,
+        flags: 0,
+    };
 }
 
 /// The RADIUS UDP ports to filter (authentication and accounting, at most [`MAX_PORTS`]).
@@ -119,40 +208,74 @@ pub enum Reason {
     PassNotUdp = 1,
     /// UDP to a port that is not a configured RADIUS port.
     PassOtherPort = 2,
-    /// UDP to a RADIUS port from a known client.
-    PassKnownClient = 3,
+    /// From a known client, well formed, with a RADIUS code the filter does not verify
+    /// (anything but Access-Request, Accounting-Request and Status-Server); userspace judges it.
+    PassUnverifiedCode = 3,
     /// An IPv4 fragment (first or later) or an IPv6 fragment header: the UDP header cannot be
     /// trusted or is absent; userspace reassembly and validation handle it.
     PassFragment = 4,
-    /// The frame ends inside the Ethernet, VLAN, IP or UDP header; the kernel stack drops it.
+    /// The frame ends inside the Ethernet, VLAN, IP or UDP header, or before the end of the UDP
+    /// payload its header announces; the kernel stack drops it.
     PassTruncated = 5,
     /// An IPv6 packet whose next header is an extension header (other than fragment): the
     /// filter only reads the fixed header, so it cannot see the transport.
     PassIpv6ExtHeader = 6,
-    /// A malformed IP header (IPv4 IHL below 5); the kernel stack drops it.
+    /// A malformed IP or UDP header (IPv4 IHL below 5, UDP length below 8); the kernel stack
+    /// drops it.
     PassMalformed = 7,
     /// UDP to a RADIUS port from an IPv4 source that is not a known client.
     DropUnknownClientV4 = 8,
     /// UDP to a RADIUS port from an IPv6 source that is not a known client.
     DropUnknownClientV6 = 9,
+    /// Access-Request or Status-Server whose Message-Authenticator verified with one of the
+    /// client's secrets.
+    PassMaVerified = 10,
+    /// Accounting-Request whose Request Authenticator verified with one of the client's secrets.
+    PassAcctAuthVerified = 11,
+    /// Access-Request without Message-Authenticator from a client that does not require one
+    /// (and without EAP-Message or Proxy-State, which would require one).
+    PassMaAbsent = 12,
+    /// From a known client, but the filter could not finish the check (no keys for the client,
+    /// no scratch memory); userspace checks everything anyway.
+    PassUncheckable = 13,
+    /// From a known client, but not a well-formed RADIUS packet: shorter than 20 bytes, Length
+    /// below 20, above 4096 or beyond the UDP payload, an attribute shorter than 2 bytes or
+    /// running past Length, a Message-Authenticator not 16 bytes long or present twice.
+    DropMalformed = 14,
+    /// Access-Request or Status-Server whose Message-Authenticator verified with none of the
+    /// client's secrets.
+    DropBadMa = 15,
+    /// Access-Request without Message-Authenticator from a client that requires one (or with
+    /// EAP-Message or Proxy-State), or a Status-Server without one (RFC 5997 requires it).
+    DropMissingMa = 16,
+    /// Accounting-Request whose Request Authenticator verified with none of the client's secrets.
+    DropBadAcctAuth = 17,
 }
 
 impl Reason {
     /// Number of reasons, i.e. the size of the [`MAP_COUNTERS`] array.
-    pub const COUNT: u32 = 10;
+    pub const COUNT: u32 = 18;
 
     /// All reasons in index order.
     pub const ALL: [Reason; Reason::COUNT as usize] = [
         Reason::PassNotIp,
         Reason::PassNotUdp,
         Reason::PassOtherPort,
-        Reason::PassKnownClient,
+        Reason::PassUnverifiedCode,
         Reason::PassFragment,
         Reason::PassTruncated,
         Reason::PassIpv6ExtHeader,
         Reason::PassMalformed,
         Reason::DropUnknownClientV4,
         Reason::DropUnknownClientV6,
+        Reason::PassMaVerified,
+        Reason::PassAcctAuthVerified,
+        Reason::PassMaAbsent,
+        Reason::PassUncheckable,
+        Reason::DropMalformed,
+        Reason::DropBadMa,
+        Reason::DropMissingMa,
+        Reason::DropBadAcctAuth,
     ];
 
     /// The counter index of this reason.
@@ -174,7 +297,25 @@ impl Reason {
     pub const fn is_drop(self) -> bool {
         matches!(
             self,
-            Reason::DropUnknownClientV4 | Reason::DropUnknownClientV6
+            Reason::DropUnknownClientV4
+                | Reason::DropUnknownClientV6
+                | Reason::DropMalformed
+                | Reason::DropBadMa
+                | Reason::DropMissingMa
+                | Reason::DropBadAcctAuth
+        )
+    }
+
+    /// Whether this reason is a pass of a datagram from a known client to a RADIUS port
+    /// (verified, or passed unverified for userspace to judge).
+    pub const fn is_known_client_pass(self) -> bool {
+        matches!(
+            self,
+            Reason::PassUnverifiedCode
+                | Reason::PassMaVerified
+                | Reason::PassAcctAuthVerified
+                | Reason::PassMaAbsent
+                | Reason::PassUncheckable
         )
     }
 
@@ -184,13 +325,21 @@ impl Reason {
             Reason::PassNotIp => "pass_not_ip",
             Reason::PassNotUdp => "pass_not_udp",
             Reason::PassOtherPort => "pass_other_port",
-            Reason::PassKnownClient => "pass_known_client",
+            Reason::PassUnverifiedCode => "pass_unverified_code",
             Reason::PassFragment => "pass_fragment",
             Reason::PassTruncated => "pass_truncated",
             Reason::PassIpv6ExtHeader => "pass_ipv6_ext_header",
             Reason::PassMalformed => "pass_malformed",
             Reason::DropUnknownClientV4 => "drop_unknown_client_v4",
             Reason::DropUnknownClientV6 => "drop_unknown_client_v6",
+            Reason::PassMaVerified => "pass_ma_verified",
+            Reason::PassAcctAuthVerified => "pass_acct_auth_verified",
+            Reason::PassMaAbsent => "pass_ma_absent",
+            Reason::PassUncheckable => "pass_uncheckable",
+            Reason::DropMalformed => "drop_malformed",
+            Reason::DropBadMa => "drop_bad_ma",
+            Reason::DropMissingMa => "drop_missing_ma",
+            Reason::DropBadAcctAuth => "drop_bad_acct_auth",
         }
     }
 }
@@ -205,8 +354,8 @@ pub mod reason {
     pub const PASS_NOT_UDP: u32 = Reason::PassNotUdp.index();
     /// See [`Reason::PassOtherPort`].
     pub const PASS_OTHER_PORT: u32 = Reason::PassOtherPort.index();
-    /// See [`Reason::PassKnownClient`].
-    pub const PASS_KNOWN_CLIENT: u32 = Reason::PassKnownClient.index();
+    /// See [`Reason::PassUnverifiedCode`].
+    pub const PASS_UNVERIFIED_CODE: u32 = Reason::PassUnverifiedCode.index();
     /// See [`Reason::PassFragment`].
     pub const PASS_FRAGMENT: u32 = Reason::PassFragment.index();
     /// See [`Reason::PassTruncated`].
@@ -219,18 +368,41 @@ pub mod reason {
     pub const DROP_UNKNOWN_CLIENT_V4: u32 = Reason::DropUnknownClientV4.index();
     /// See [`Reason::DropUnknownClientV6`].
     pub const DROP_UNKNOWN_CLIENT_V6: u32 = Reason::DropUnknownClientV6.index();
+    /// See [`Reason::PassMaVerified`].
+    pub const PASS_MA_VERIFIED: u32 = Reason::PassMaVerified.index();
+    /// See [`Reason::PassAcctAuthVerified`].
+    pub const PASS_ACCT_AUTH_VERIFIED: u32 = Reason::PassAcctAuthVerified.index();
+    /// See [`Reason::PassMaAbsent`].
+    pub const PASS_MA_ABSENT: u32 = Reason::PassMaAbsent.index();
+    /// See [`Reason::PassUncheckable`].
+    pub const PASS_UNCHECKABLE: u32 = Reason::PassUncheckable.index();
+    /// See [`Reason::DropMalformed`].
+    pub const DROP_MALFORMED: u32 = Reason::DropMalformed.index();
+    /// See [`Reason::DropBadMa`].
+    pub const DROP_BAD_MA: u32 = Reason::DropBadMa.index();
+    /// See [`Reason::DropMissingMa`].
+    pub const DROP_MISSING_MA: u32 = Reason::DropMissingMa.index();
+    /// See [`Reason::DropBadAcctAuth`].
+    pub const DROP_BAD_ACCT_AUTH: u32 = Reason::DropBadAcctAuth.index();
     /// Number of reasons.
     pub const COUNT: u32 = Reason::COUNT;
 }
 
-// SAFETY: both types are #[repr(C)], made only of integers, with no padding bytes
-// (ClientInfo: one u32; PortConfig: 8 + 1 + 1 u16 = 20 bytes at 2-byte alignment), and every
-// bit pattern is a valid value.
+// SAFETY: these types are #[repr(C)], made only of integers and integer arrays, with no
+// padding bytes (ClientInfo: two u32; PortConfig: 8 + 1 + 1 u16 = 20 bytes at 2-byte
+// alignment; SecretKey: 4 + 4 + 1 + 1 u32 and 128 bytes = 168 bytes at 4-byte alignment;
+// ClientKeys: 2 * 168 + 4 + 4 = 344 bytes), and every bit pattern is a valid value.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for ClientInfo {}
 // SAFETY: see above.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for PortConfig {}
+// SAFETY: see above.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for SecretKey {}
+// SAFETY: see above.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for ClientKeys {}
 
 #[cfg(test)]
 mod tests {
@@ -247,17 +419,39 @@ mod tests {
     }
 
     #[test]
-    fn only_unknown_clients_are_dropped() {
+    fn drops_are_named_drop_and_passes_pass() {
         let drops: usize = Reason::ALL.iter().filter(|r| r.is_drop()).count();
-        assert_eq!(drops, 2);
+        assert_eq!(drops, 6);
+        for r in Reason::ALL {
+            assert_eq!(r.is_drop(), r.name().starts_with("drop_"), "{}", r.name());
+            if r.is_known_client_pass() {
+                assert!(!r.is_drop());
+            }
+        }
         assert!(Reason::DropUnknownClientV4.is_drop());
-        assert!(!Reason::PassKnownClient.is_drop());
+        assert!(!Reason::PassMaVerified.is_drop());
+        assert!(Reason::PassMaVerified.is_known_client_pass());
+        assert!(!Reason::PassOtherPort.is_known_client_pass());
+    }
+
+    #[test]
+    fn names_are_unique() {
+        for (k, a) in Reason::ALL.iter().enumerate() {
+            for b in &Reason::ALL[..k] {
+                assert_ne!(a.name(), b.name());
+            }
+        }
     }
 
     #[test]
     fn layouts_have_no_padding() {
-        assert_eq!(core::mem::size_of::<ClientInfo>(), 4);
+        assert_eq!(core::mem::size_of::<ClientInfo>(), 8);
         assert_eq!(core::mem::size_of::<PortConfig>(), 2 * MAX_PORTS + 4);
+        assert_eq!(core::mem::size_of::<SecretKey>(), 4 * 10 + MAX_SECRET_LEN);
+        assert_eq!(
+            core::mem::size_of::<ClientKeys>(),
+            MAX_SECRETS * core::mem::size_of::<SecretKey>() + 8
+        );
     }
 
     #[test]

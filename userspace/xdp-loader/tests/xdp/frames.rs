@@ -94,28 +94,37 @@ pub fn ipv6(src: Ipv6Addr, dst: Ipv6Addr, next_header: u8, payload: &[u8]) -> Ve
     p
 }
 
-/// A RADIUS-looking payload (Access-Request header, no attributes).
+/// A valid RADIUS payload: an Access-Request with a Message-Authenticator signed with the
+/// test secret.
 pub fn radius() -> Vec<u8> {
-    let mut r = vec![1, 42, 0, 20];
-    r.extend_from_slice(&[0xA5; 16]);
-    r
+    crate::radius::access_request(&crate::radius::user_attrs(), crate::radius::SECRET)
 }
 
-/// Ethernet + IPv4 + UDP to `dst_port`.
+/// Ethernet + IPv4 + UDP to `dst_port`, carrying [`radius`].
 pub fn udp4(src: Ipv4Addr, dst_port: u16) -> Vec<u8> {
     udp4_vlan(&[], src, dst_port)
 }
 
 pub fn udp4_vlan(vlans: &[(u16, u16)], src: Ipv4Addr, dst_port: u16) -> Vec<u8> {
-    let ip = V4::new(src, Ipv4Addr::new(192, 0, 2, 1)).packet(&udp(40000, dst_port, &radius()));
+    udp4_payload(vlans, src, dst_port, &radius())
+}
+
+/// Ethernet (with `vlans`) + IPv4 + UDP to `dst_port` carrying `payload`.
+pub fn udp4_payload(vlans: &[(u16, u16)], src: Ipv4Addr, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+    let ip = V4::new(src, Ipv4Addr::new(192, 0, 2, 1)).packet(&udp(40000, dst_port, payload));
     ethernet(vlans, ETH_P_IP, &ip)
 }
 
-/// Ethernet + IPv6 + UDP to `dst_port`.
+/// Ethernet + IPv6 + UDP to `dst_port`, carrying [`radius`].
 pub fn udp6(src: Ipv6Addr, dst_port: u16) -> Vec<u8> {
+    udp6_payload(&[], src, dst_port, &radius())
+}
+
+/// Ethernet (with `vlans`) + IPv6 + UDP to `dst_port` carrying `payload`.
+pub fn udp6_payload(vlans: &[(u16, u16)], src: Ipv6Addr, dst_port: u16, payload: &[u8]) -> Vec<u8> {
     let dst: Ipv6Addr = "2001:db8:ffff::1".parse().expect("literal");
-    let ip = ipv6(src, dst, IPPROTO_UDP, &udp(40000, dst_port, &radius()));
-    ethernet(&[], ETH_P_IPV6, &ip)
+    let ip = ipv6(src, dst, IPPROTO_UDP, &udp(40000, dst_port, payload));
+    ethernet(vlans, ETH_P_IPV6, &ip)
 }
 
 fn checksum(bytes: &[u8]) -> u16 {

@@ -1,11 +1,14 @@
-//! XDP pre-filter tests: verdicts and counters with BPF_PROG_TEST_RUN (`verdicts`), and an
-//! end-to-end attach to `lo` in a fresh network namespace (`netns`).
+//! XDP pre-filter tests: verdicts and counters with BPF_PROG_TEST_RUN (`verdicts` for the
+//! headers and client lookup, `authenticators` for the RADIUS checks), and an end-to-end attach
+//! to `lo` in a fresh network namespace (`netns`). `radius` is the tests' own RADIUS encoder.
 //!
 //! They need the eBPF object embedded (`cargo xtask build`, or `PORTCULLIS_XDP_OBJECT`) and
 //! root. Without either they fail, unless `PORTCULLIS_SKIP_XDP_TESTS=1` is set.
 
+mod authenticators;
 mod frames;
 mod netns;
+mod radius;
 mod verdicts;
 
 /// Whether the XDP tests should run; panics with the reason when they cannot and skipping was

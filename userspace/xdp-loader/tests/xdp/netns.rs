@@ -7,8 +7,9 @@ use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::time::Duration;
 
-use portcullis_xdp_loader::{AttachedMode, Reason, XdpFilter, XdpMode, XdpSettings};
+use portcullis_xdp_loader::{AttachedMode, Reason, XdpClient, XdpFilter, XdpMode, XdpSettings};
 
+use crate::radius::{access_request, attr, user_attrs, SECRET, USER_NAME};
 use crate::xdp_tests_enabled;
 
 const PORT: u16 = 1812;
@@ -64,7 +65,7 @@ fn sender(addr: Ipv4Addr) -> UdpSocket {
 }
 
 #[test]
-fn attached_to_lo_drops_only_unknown_clients() {
+fn attached_to_lo_drops_unknown_clients_and_forgeries() {
     if !xdp_tests_enabled() {
         return;
     }
@@ -90,7 +91,7 @@ fn run_in_namespace(netns: &Netns) {
         interface: "lo".into(),
         mode: XdpMode::Auto,
         ports: vec![PORT, PORT + 1],
-        clients: vec![(IpAddr::V4(known), 32)],
+        clients: vec![XdpClient::new((IpAddr::V4(known), 32), SECRET, true)],
     };
     let server = UdpSocket::bind((known, PORT)).expect("bind server socket");
     server
@@ -109,25 +110,34 @@ fn run_in_namespace(netns: &Netns) {
     assert!(netns.lo_has_xdp(), "ip link shows no XDP program on lo");
     let before = filter.counters().expect("counters");
 
-    // Unknown first, then known, all from this thread: lo delivers in order, so once every
-    // known datagram has arrived, any unknown one that got through would be queued already.
+    // Signed Access-Requests, told apart by their User-Name.
+    let request = |name: &str, secret: &[u8]| {
+        let mut attrs = attr(USER_NAME, name.as_bytes());
+        attrs.extend(user_attrs());
+        access_request(&attrs, secret)
+    };
+    // Unknown and forged first, then known, all from this thread: lo delivers in order, so
+    // once every good datagram has arrived, any bad one that got through would be queued.
     for i in 0..COUNT {
         from_unknown
-            .send_to(format!("unknown {i}").as_bytes(), (known, PORT))
+            .send_to(&request(&format!("unknown {i}"), SECRET), (known, PORT))
+            .expect("send");
+        from_known
+            .send_to(&request(&format!("forged {i}"), b"guess"), (known, PORT))
             .expect("send");
     }
     for i in 0..COUNT {
         from_known
-            .send_to(format!("known {i}").as_bytes(), (known, PORT))
+            .send_to(&request(&format!("known {i}"), SECRET), (known, PORT))
             .expect("send");
     }
-    let mut buf = [0u8; 64];
+    let mut buf = [0u8; 256];
     for i in 0..COUNT {
         let (n, from) = server
             .recv_from(&mut buf)
             .unwrap_or_else(|e| panic!("datagram {i} from the known client: {e}"));
         assert_eq!(from.ip(), IpAddr::V4(known), "got {:?}", &buf[..n]);
-        assert_eq!(&buf[..n], format!("known {i}").as_bytes());
+        assert_eq!(&buf[..n], &request(&format!("known {i}"), SECRET)[..]);
     }
     server.set_nonblocking(true).expect("nonblocking");
     match server.recv_from(&mut buf) {
@@ -142,20 +152,22 @@ fn run_in_namespace(netns: &Netns) {
         COUNT as u64,
         "\n{after}"
     );
-    assert_eq!(delta(Reason::PassKnownClient), COUNT as u64, "\n{after}");
+    assert_eq!(delta(Reason::DropBadMa), COUNT as u64, "\n{after}");
+    assert_eq!(delta(Reason::PassMaVerified), COUNT as u64, "\n{after}");
 
     // Detached on drop: the interface is clean and unknown clients get through again.
     drop(filter);
     assert!(!netns.lo_has_xdp(), "XDP still attached to lo after drop");
     server.set_nonblocking(false).expect("blocking");
+    let after_detach = request("after detach", b"guess");
     from_unknown
-        .send_to(b"after detach", (known, PORT))
+        .send_to(&after_detach, (known, PORT))
         .expect("send");
     let (n, from) = server
         .recv_from(&mut buf)
         .expect("datagram from the unknown client after detach");
     assert_eq!(from.ip(), IpAddr::V4(unknown));
-    assert_eq!(&buf[..n], b"after detach");
+    assert_eq!(&buf[..n], &after_detach[..]);
 }
 
 #[test]

@@ -3,9 +3,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use portcullis_xdp_loader::test_run::{XdpAction, XdpTestProgram};
-use portcullis_xdp_loader::{Reason, XdpMode, XdpSettings};
+use portcullis_xdp_loader::{Reason, XdpClient, XdpMode, XdpSettings};
 
 use crate::frames::*;
+use crate::radius::SECRET;
 use crate::xdp_tests_enabled;
 
 const AUTH: u16 = 1812;
@@ -22,21 +23,30 @@ fn unknown_v6() -> Ipv6Addr {
     "2001:db8:2::1".parse().expect("literal")
 }
 
-fn settings() -> XdpSettings {
+/// A client with the test secret that requires Message-Authenticator.
+pub fn client(network: (IpAddr, u8)) -> XdpClient {
+    XdpClient::new(network, SECRET, true)
+}
+
+pub fn settings() -> XdpSettings {
     XdpSettings {
         interface: String::new(),
         mode: XdpMode::Auto,
         ports: vec![AUTH, ACCT],
         clients: vec![
-            (IpAddr::V4(KNOWN_V4), 32),
-            (IpAddr::V4(Ipv4Addr::new(198, 51, 100, 0)), 24),
-            (IpAddr::V6("2001:db8:1::".parse().expect("literal")), 64),
+            client((IpAddr::V4(KNOWN_V4), 32)),
+            client((IpAddr::V4(Ipv4Addr::new(198, 51, 100, 0)), 24)),
+            client((IpAddr::V6("2001:db8:1::".parse().expect("literal")), 64)),
         ],
     }
 }
 
 fn program() -> XdpTestProgram {
-    XdpTestProgram::load(&settings()).unwrap_or_else(|e| panic!("loading the XDP program: {e:?}"))
+    load(&settings())
+}
+
+pub fn load(settings: &XdpSettings) -> XdpTestProgram {
+    XdpTestProgram::load(settings).unwrap_or_else(|e| panic!("loading the XDP program: {e:?}"))
 }
 
 /// Run `frame` through a fresh program; check the verdict and that exactly one counter, the
@@ -46,7 +56,7 @@ fn check(frame: &[u8], action: XdpAction, reason: Reason) {
     check_with(&program, frame, action, reason);
 }
 
-fn check_with(program: &XdpTestProgram, frame: &[u8], action: XdpAction, reason: Reason) {
+pub fn check_with(program: &XdpTestProgram, frame: &[u8], action: XdpAction, reason: Reason) {
     let before = program.counters().expect("counters");
     let got = program.run(frame).expect("BPF_PROG_TEST_RUN");
     let after = program.counters().expect("counters");
@@ -71,7 +81,7 @@ fn known_ipv4_client_to_auth_port_passes() {
     check(
         &udp4(KNOWN_V4, AUTH),
         XdpAction::Pass,
-        Reason::PassKnownClient,
+        Reason::PassMaVerified,
     );
 }
 
@@ -83,7 +93,7 @@ fn known_ipv4_network_to_acct_port_passes() {
     check(
         &udp4(KNOWN_V4_NET_MEMBER, ACCT),
         XdpAction::Pass,
-        Reason::PassKnownClient,
+        Reason::PassMaVerified,
     );
 }
 
@@ -124,7 +134,7 @@ fn known_ipv6_client_in_a_64_passes() {
     check(
         &udp6(known_v6(), AUTH),
         XdpAction::Pass,
-        Reason::PassKnownClient,
+        Reason::PassMaVerified,
     );
 }
 
@@ -163,7 +173,7 @@ fn vlan_tagged_unknown_client_is_dropped() {
     check(
         &udp4_vlan(&[(ETH_P_8021AD, 10), (ETH_P_8021Q, 100)], KNOWN_V4, AUTH),
         XdpAction::Pass,
-        Reason::PassKnownClient,
+        Reason::PassMaVerified,
     );
     let ip = ipv6(
         unknown_v6(),
@@ -198,7 +208,7 @@ fn ipv4_options_are_skipped() {
     }
     for (src, action, reason) in [
         (UNKNOWN_V4, XdpAction::Drop, Reason::DropUnknownClientV4),
-        (KNOWN_V4, XdpAction::Pass, Reason::PassKnownClient),
+        (KNOWN_V4, XdpAction::Pass, Reason::PassMaVerified),
     ] {
         let mut v4 = V4::new(src, Ipv4Addr::new(192, 0, 2, 1));
         v4.option_words = 10; // IHL 15, the maximum
@@ -325,8 +335,8 @@ fn replaced_clients_take_effect() {
     );
     // Keep the IPv6 /64, drop the IPv4 entries, add the formerly unknown address.
     let new_clients = [
-        (IpAddr::V6("2001:db8:1::".parse().expect("literal")), 64),
-        (IpAddr::V4(UNKNOWN_V4), 32),
+        client((IpAddr::V6("2001:db8:1::".parse().expect("literal")), 64)),
+        client((IpAddr::V4(UNKNOWN_V4), 32)),
     ];
     program
         .replace_clients(&new_clients)
@@ -335,7 +345,7 @@ fn replaced_clients_take_effect() {
         &program,
         &udp4(UNKNOWN_V4, AUTH),
         XdpAction::Pass,
-        Reason::PassKnownClient,
+        Reason::PassMaVerified,
     );
     check_with(
         &program,
@@ -353,7 +363,7 @@ fn replaced_clients_take_effect() {
         &program,
         &udp6(known_v6(), ACCT),
         XdpAction::Pass,
-        Reason::PassKnownClient,
+        Reason::PassMaVerified,
     );
 }
 
@@ -377,7 +387,8 @@ fn counters_accumulate_and_verifier_stats_are_known() {
     }
     let counters = program.counters().expect("counters");
     assert_eq!(counters.get(Reason::DropUnknownClientV4), 5);
-    assert_eq!(counters.get(Reason::PassKnownClient), 3);
+    assert_eq!(counters.get(Reason::PassMaVerified), 3);
+    assert_eq!(counters.known_client_passed(), 3);
     assert_eq!(counters.dropped(), 5);
     assert_eq!(counters.passed(), 3);
     let insns = program
