@@ -16,4 +16,5 @@ mod mfa_push;
 mod mschapv2;
 mod privacyidea;
 mod reload;
+mod rotation;
 mod xdp;

@@ -30,9 +30,11 @@ fn clients_of(config: &Config) -> Vec<XdpClient> {
         .iter()
         .map(|c| XdpClient {
             network: (c.network.addr(), c.network.prefix_len()),
-            // One secret per client: the configuration has no second (next) secret yet; the
-            // filter accepts two, for a change-over without a gap.
-            secrets: vec![c.secret.expose().as_bytes().to_vec()],
+            // The current secret and, during a change-over, the next one: either verifies.
+            secrets: std::iter::once(&c.secret)
+                .chain(c.secret_next.as_ref())
+                .map(|s| s.expose().as_bytes().to_vec())
+                .collect(),
             require_message_authenticator: c.require_message_authenticator,
         })
         .collect()

@@ -220,6 +220,9 @@ pub struct ClientConfig {
     pub name: String,
     pub network: IpNet,
     pub secret: Secret,
+    /// During a secret change-over: the next secret, accepted as well as `secret` (replies are
+    /// signed with whichever verified the request).
+    pub secret_next: Option<Secret>,
     pub require_message_authenticator: bool,
     /// The MFA provider every login through this client must pass; `None` = first factor only.
     pub mfa: Option<String>,
@@ -370,6 +373,8 @@ struct RawClient {
     address: Spanned<String>,
     secret: Option<Spanned<String>>,
     secret_file: Option<Spanned<String>>,
+    secret_next: Option<String>,
+    secret_next_file: Option<String>,
     require_message_authenticator: Option<bool>,
     mfa: Option<Spanned<String>>,
 }
@@ -955,7 +960,28 @@ impl Cx<'_> {
             if secret.len() > 128 {
                 return Err(self.err_line(line, "client secret longer than 128 octets"));
             }
+            let secret_next = match (&c.secret_next, &c.secret_next_file) {
+                (None, None) => None,
+                _ => {
+                    let n = self.secret_value(
+                        &c.secret_next,
+                        &c.secret_next_file,
+                        &c.address,
+                        "secret_next",
+                    )?;
+                    if n.expose().len() > 128 {
+                        return Err(
+                            self.err_line(line, "client secret_next longer than 128 octets")
+                        );
+                    }
+                    if n.expose() == secret {
+                        return Err(self.err_line(line, "secret_next is the same as secret"));
+                    }
+                    Some(n)
+                }
+            };
             clients.push(ClientConfig {
+                secret_next,
                 name: c.name.clone().unwrap_or_else(|| network.to_string()),
                 network,
                 secret: Secret::new(secret),
@@ -1214,6 +1240,23 @@ mod tests {
         .unwrap();
         assert_eq!(c.clients[0].mfa, None);
         assert!(!format!("{c:?}").contains("duo-skey-value"));
+    }
+
+    #[test]
+    fn secret_next_is_checked_and_never_printed() {
+        let c = parse(
+            "[[client]]\naddress = \"10.0.0.0/8\"\nsecret = \"a\"\nsecret_next = \"b-next-one\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.clients[0].secret_next.as_ref().map(Secret::expose),
+            Some("b-next-one")
+        );
+        assert!(!format!("{c:?}").contains("b-next-one"));
+        let e =
+            parse("[[client]]\naddress = \"10.0.0.0/8\"\nsecret = \"a\"\nsecret_next = \"a\"\n")
+                .unwrap_err();
+        assert!(e.reason.contains("same"), "{e}");
     }
 
     #[test]

@@ -21,6 +21,9 @@ pub struct Client {
     pub policy: VerifyPolicy,
     /// The second factor every login through this client must pass.
     pub mfa: Option<Arc<crate::mfa::Provider>>,
+    /// During a secret change-over: the same client with the next secret. A request that does
+    /// not verify with `secret` is tried with it, and then handled (replies signed) as this one.
+    pub rotated: Option<Arc<Client>>,
 }
 
 pub struct ClientTable {
@@ -44,7 +47,28 @@ impl ClientTable {
                     )
                 })?),
             };
+            let policy = {
+                let mut p = VerifyPolicy::default();
+                p.require_message_authenticator = c.require_message_authenticator;
+                p
+            };
+            let rotated = match &c.secret_next {
+                None => None,
+                Some(next) => Some(Arc::new(Client {
+                    index: u32::try_from(index).unwrap_or(u32::MAX),
+                    name: c.name.clone(),
+                    network: c.network,
+                    secret: SharedSecret::new(next.expose().as_bytes()).map_err(|e| {
+                        anyhow::anyhow!("client `{}` (line {}): secret_next: {e}", c.name, c.line)
+                    })?,
+                    require_message_authenticator: c.require_message_authenticator,
+                    policy,
+                    mfa: provider.clone(),
+                    rotated: None,
+                })),
+            };
             clients.push(Arc::new(Client {
+                rotated,
                 index: u32::try_from(index).unwrap_or(u32::MAX),
                 mfa: provider,
                 name: c.name.clone(),
@@ -52,11 +76,7 @@ impl ClientTable {
                 secret: SharedSecret::new(c.secret.expose().as_bytes())
                     .map_err(|e| anyhow::anyhow!("client `{}` (line {}): {e}", c.name, c.line))?,
                 require_message_authenticator: c.require_message_authenticator,
-                policy: {
-                    let mut p = VerifyPolicy::default();
-                    p.require_message_authenticator = c.require_message_authenticator;
-                    p
-                },
+                policy,
             }));
         }
         let mut hosts = HashMap::new();

@@ -244,7 +244,21 @@ impl Work {
             tracing::debug!(%from, client = %client.name, code = %code, "packet code not served on this port; dropped");
             return Outcome::Dropped;
         }
-        let request = match verify_request(packet, &client.secret, &client.policy) {
+        // During a secret change-over a request may verify with the next secret; from then on
+        // it is handled as the rotated client (same index and settings, that secret).
+        let verified = match verify_request(packet, &client.secret, &client.policy) {
+            Err(
+                e @ (portcullis_proto::VerifyError::BadMessageAuthenticator
+                | portcullis_proto::VerifyError::BadRequestAuthenticator),
+            ) => match &client.rotated {
+                Some(next) => verify_request(packet, &next.secret, &next.policy)
+                    .map(|r| (r, next))
+                    .map_err(|_| e),
+                None => Err(e),
+            },
+            other => other.map(|r| (r, client)),
+        };
+        let (request, client) = match verified {
             Ok(r) => r,
             Err(e) => {
                 self.stats.drop_reason(e.reason());
