@@ -791,7 +791,11 @@ impl Netns {
         );
         require_tool("ip");
         let name = format!("pc-{tag}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        // A leftover from a killed run, if any (normally there is none: no message for that).
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
         let st = Command::new("ip")
             .args(["netns", "add", &name])
             .status()
