@@ -16,6 +16,7 @@
 //! Exit status: non-zero on any wrong reply (a wrong answer is a bug, not a statistic), on a
 //! server that does not stop cleanly, and on errors.
 
+mod flood;
 mod load;
 mod procfs;
 mod report;
@@ -58,6 +59,9 @@ pub enum Scenario {
     Accounting,
     /// Status-Server.
     Status,
+    /// PAP with and without a flood of forged packets (unknown source, bad
+    /// Message-Authenticator), with XDP on and off, inside a network namespace of its own.
+    Flood,
 }
 
 impl Scenario {
@@ -68,6 +72,7 @@ impl Scenario {
             Scenario::Mschapv2 => "mschapv2",
             Scenario::Accounting => "accounting",
             Scenario::Status => "status",
+            Scenario::Flood => "flood",
         }
     }
 }
@@ -106,6 +111,13 @@ struct Cli {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// `--scenario flood`: CPUs of the flood thread (default: the --client-cpu list, shared
+    /// with the load generator).
+    #[arg(long)]
+    flood_cpu: Option<String>,
+    /// `--scenario flood`: the most forged packets one run sends.
+    #[arg(long, default_value_t = 500_000_000, value_parser = clap::value_parser!(u64).range(1..=2_000_000_000))]
+    flood_max: u64,
 }
 
 /// Parses a CPU list: `0`, `0,2`, `1-3`, `0,4-7`.
@@ -164,6 +176,9 @@ fn main() -> ExitCode {
 
 /// Runs the benchmark; `Ok(false)` when the run completed but found wrong replies.
 fn run(cli: &Cli) -> Result<bool> {
+    if cli.scenario == Scenario::Flood {
+        return flood::run(cli);
+    }
     let client_cpus = parse_cpu_list(&cli.client_cpu).context("--client-cpu")?;
     if cli.window > cli.sockets * 256 {
         bail!(

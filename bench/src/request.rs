@@ -178,7 +178,7 @@ impl<'a> Generator<'a> {
                 *buf = b.into_buffer();
                 (Code::ACCOUNTING_REQUEST, Expect::AccountingResponse)
             }
-            Scenario::Pap | Scenario::Chap | Scenario::Mschapv2 => {
+            Scenario::Pap | Scenario::Flood | Scenario::Chap | Scenario::Mschapv2 => {
                 let mut b = PacketBuilder::with_buffer(
                     std::mem::take(buf),
                     Code::ACCESS_REQUEST,
@@ -189,7 +189,9 @@ impl<'a> Generator<'a> {
                 b.push_ipv4(AttrType::NAS_IP_ADDRESS, std::net::Ipv4Addr::LOCALHOST)?;
                 b.push_u32(AttrType::NAS_PORT, user)?;
                 match self.scenario {
-                    Scenario::Pap => b.push_user_password(pw.as_bytes(), secret, &authenticator)?,
+                    Scenario::Pap | Scenario::Flood => {
+                        b.push_user_password(pw.as_bytes(), secret, &authenticator)?
+                    }
                     Scenario::Chap => {
                         // RFC 1994 / RFC 2865 §2.2: MD5(ident || password || challenge), the
                         // Request Authenticator being the challenge.

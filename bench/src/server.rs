@@ -2,8 +2,9 @@
 //! free loopback ports, a users file made with the portcullis-auth editing API, the server
 //! pinned with `taskset`, its CPU time and RSS read from /proc.
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::net::UnixStream;
@@ -23,6 +24,26 @@ use crate::request::{password, user_name};
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long it may take to stop after SIGTERM (its default shutdown grace is 10 s).
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Where and how the server runs, beyond the defaults of [`OwnServer::start`].
+pub struct ServerOpts {
+    /// Run inside this network namespace (`ip netns exec`).
+    pub netns: Option<String>,
+    /// The `address` of the one client.
+    pub client_address: String,
+    /// The whole `[xdp]` section.
+    pub xdp: String,
+}
+
+impl Default for ServerOpts {
+    fn default() -> Self {
+        Self {
+            netns: None,
+            client_address: "127.0.0.0/8".to_owned(),
+            xdp: "[xdp]\nmode = \"off\"\n".to_owned(),
+        }
+    }
+}
 
 pub struct OwnServer {
     child: Child,
@@ -92,6 +113,20 @@ impl OwnServer {
     /// Writes the configuration and users, starts `bin` pinned to `cpus` and waits until its
     /// control socket accepts a connection.
     pub fn start(bin: &Path, cpus: &str, shards: usize, users: u32, secret: &str) -> Result<Self> {
+        Self::start_with(bin, cpus, shards, users, secret, &ServerOpts::default())
+    }
+
+    /// [`OwnServer::start`] with a client address, an `[xdp]` section and a namespace of
+    /// the caller's choice. The free ports are chosen in the caller's network namespace, which
+    /// must be `opts.netns` when one is given.
+    pub fn start_with(
+        bin: &Path,
+        cpus: &str,
+        shards: usize,
+        users: u32,
+        secret: &str,
+        opts: &ServerOpts,
+    ) -> Result<Self> {
         let dir = tempfile::Builder::new()
             .prefix("portcullis-bench-")
             .tempdir()
@@ -126,12 +161,10 @@ auth_listen = ["{auth}"]
 acct_listen = ["{acct}"]
 shards = {shards}
 
-[xdp]
-mode = "off"
-
+{xdp}
 [[client]]
 name = "bench"
-address = "127.0.0.0/8"
+address = "{client_address}"
 secret = "{secret}"
 require_message_authenticator = true
 
@@ -142,7 +175,9 @@ chap_key_file = "users.key"
 [log]
 level = "warn"
 format = "text"
-"#
+"#,
+            xdp = opts.xdp,
+            client_address = opts.client_address,
         );
         let config_path = dir.path().join("portcullis.toml");
         write_private(&config_path, &config)?;
@@ -150,9 +185,13 @@ format = "text"
         let log = fs::File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
 
-        let child = Command::new("taskset")
-            .arg("-c")
-            .arg(cpus)
+        let mut cmd = Command::new("taskset");
+        cmd.arg("-c").arg(cpus);
+        // taskset and `ip netns exec` both exec the next program: the pid stays the server's.
+        if let Some(ns) = &opts.netns {
+            cmd.args(["ip", "netns", "exec", ns]);
+        }
+        let child = cmd
             .arg(bin)
             .arg("serve")
             .arg("--config")
@@ -203,6 +242,22 @@ format = "text"
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The counters of the control socket (`name value` lines).
+    pub fn stats(&self) -> Result<BTreeMap<String, String>> {
+        let path = self.dir.path().join("data").join("portcullis.sock");
+        let mut s = UnixStream::connect(&path)
+            .with_context(|| format!("cannot connect to {}", path.display()))?;
+        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+        let mut text = String::new();
+        s.read_to_string(&mut text)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(text
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+            .collect())
     }
 
     pub fn pid(&self) -> u32 {
