@@ -204,7 +204,7 @@ impl Duo {
                         && !e.is_connect()
                         && !e.is_timeout() =>
                 {
-                    tracing::debug!(provider = %self.cfg.name, path, error = %error_chain(&e), "Duo request failed on a reused connection; sending it again");
+                    tracing::debug!(provider = %self.cfg.name, path, error = %crate::http::error_chain(&e), "Duo request failed on a reused connection; sending it again");
                     retried = true;
                 }
                 Err(e) => return Err(self.transport_error(&e, limit)),
@@ -290,15 +290,15 @@ impl Duo {
                 after: limit,
             }
         } else if e.is_builder() {
-            self.config_err(error_chain(e))
+            self.config_err(crate::http::error_chain(e))
         } else if e.is_connect() {
             // Only a failed connect means nothing was sent (see crate::resilience).
             MfaError::Unreachable {
                 provider: self.cfg.name.clone(),
-                detail: error_chain(e),
+                detail: crate::http::error_chain(e),
             }
         } else {
-            self.protocol(error_chain(e))
+            self.protocol(crate::http::error_chain(e))
         }
     }
 
@@ -584,20 +584,6 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + u64::from(m <= 2);
     (y, m, d)
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// Duo's answer envelope: `{"stat":"OK","response":...}` or

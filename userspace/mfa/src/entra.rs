@@ -299,15 +299,15 @@ impl Entra {
                 after: self.cfg.timeout,
             }
         } else if e.is_builder() {
-            self.config_error(error_chain(e))
+            self.config_error(crate::http::error_chain(e))
         } else if e.is_connect() {
             MfaError::Unreachable {
                 provider: self.cfg.name.clone(),
-                detail: error_chain(e),
+                detail: crate::http::error_chain(e),
             }
         } else {
             // The request may have been sent: not "unreachable" (a retry could push twice).
-            self.protocol(error_chain(e))
+            self.protocol(crate::http::error_chain(e))
         }
     }
 
@@ -954,20 +954,6 @@ fn parse_answer(xml: &str, root: &str) -> Result<Answer, String> {
         .filter(|v| !v.is_empty())
         .ok_or_else(|| "no Result/Value".to_owned())?;
     Ok(answer)
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !out.contains(&s_text) {
-            out.push_str(": ");
-            out.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// The token endpoint's JSON (success and error share one shape here).

@@ -44,3 +44,19 @@ pub(crate) fn client(s: HttpSettings<'_>) -> Result<reqwest::Client, String> {
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
+
+/// An error and its sources as one line (reqwest hides the useful part — refused, TLS, DNS — in
+/// the chain), without repeating text a source already contributed.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

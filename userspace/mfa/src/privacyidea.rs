@@ -192,15 +192,15 @@ impl PrivacyIdea {
         } else if e.is_builder() {
             MfaError::Config {
                 provider: self.cfg.name.clone(),
-                detail: error_chain(e),
+                detail: crate::http::error_chain(e),
             }
         } else if e.is_connect() || e.is_request() {
             MfaError::Unreachable {
                 provider: self.cfg.name.clone(),
-                detail: error_chain(e),
+                detail: crate::http::error_chain(e),
             }
         } else {
-            self.protocol(error_chain(e))
+            self.protocol(crate::http::error_chain(e))
         }
     }
 
@@ -416,20 +416,6 @@ fn deny_reason(reply: &Reply) -> DenyReason {
     } else {
         DenyReason::Other(message.to_owned())
     }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !out.contains(&s_text) {
-            out.push_str(": ");
-            out.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 /// The parts of a privacyIDEA JSON answer we read.
