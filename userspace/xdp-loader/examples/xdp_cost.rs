@@ -34,6 +34,8 @@ fn main() {
     let settings = XdpSettings {
         interface: String::new(),
         mode: XdpMode::Auto,
+        global_rate_pps: 0,
+        global_burst: 0,
         ports: vec![AUTH, ACCT],
         clients: vec![
             XdpClient::new((IpAddr::V4(ONE), 32), SECRET, true),
@@ -41,6 +43,9 @@ fn main() {
                 network: (IpAddr::V4(TWO), 32),
                 secrets: vec![SECRET.to_vec(), NEXT_SECRET.to_vec()],
                 require_message_authenticator: true,
+                name: "client".into(),
+                rate_pps: 0,
+                burst: 0,
             },
         ],
     };

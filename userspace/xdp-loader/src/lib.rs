@@ -25,19 +25,30 @@ use std::io;
 use std::net::IpAddr;
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, MapData, MapError, PerCpuArray};
+use aya::maps::{Array, MapData, MapError, PerCpuArray, PerCpuValues};
 use aya::programs::xdp::XdpLinkId;
 use aya::programs::{ProgramError, Xdp, XdpFlags};
 use aya::{Ebpf, EbpfError, EbpfLoader};
 use portcullis_xdp_common::{
-    md5, ClientInfo, ClientKeyV4, ClientKeyV6, ClientKeys, PortConfig, SecretKey,
-    FLAG_REQUIRE_MESSAGE_AUTHENTICATOR, MAP_CLIENTS_V4, MAP_CLIENTS_V6, MAP_CLIENT_KEYS,
-    MAP_COUNTERS, MAP_PORTS, MAX_CLIENTS, MAX_KEYED_CLIENTS, MAX_PORTS, MAX_SECRETS,
-    MAX_SECRET_LEN, PORTS_INDEX,
+    md5, ClientInfo, ClientKeyV4, ClientKeyV6, ClientKeys, PortConfig, RateLimit, SecretKey,
+    FLAG_REQUIRE_MESSAGE_AUTHENTICATOR, MAP_CLIENTS_V4, MAP_CLIENTS_V6, MAP_CLIENT_COUNTERS,
+    MAP_CLIENT_KEYS, MAP_COUNTERS, MAP_GLOBAL_LIMIT, MAP_PORTS, MAX_CLIENTS, MAX_KEYED_CLIENTS,
+    MAX_PORTS, MAX_SECRETS, MAX_SECRET_LEN, PORTS_INDEX,
 };
 use zeroize::Zeroize;
 
-pub use portcullis_xdp_common::Reason;
+pub use portcullis_xdp_common::{ClientCounters, RateLimit as CpuRateLimit, Reason};
+
+/// Number of possible CPUs, i.e. of per-CPU token buckets a limit is spread over.
+pub fn possible_cpus() -> u32 {
+    aya::util::nr_cpus().map_or(1, |n| n.max(1) as u32)
+}
+
+/// The limit one CPU's bucket gets for a configured `rate_pps` and `burst` (see
+/// [`CpuRateLimit::per_cpu`]): both divided by [`possible_cpus`], rounded up.
+pub fn per_cpu_limit(rate_pps: u32, burst: u32) -> CpuRateLimit {
+    CpuRateLimit::per_cpu(rate_pps, burst, possible_cpus())
+}
 
 pub mod test_run;
 
@@ -106,6 +117,12 @@ pub struct XdpSettings {
     /// The clients, at most 4096 ([`MAX_KEYED_CLIENTS`](portcullis_xdp_common::MAX_KEYED_CLIENTS)).
     /// When two clients have the same network, the first one counts.
     pub clients: Vec<XdpClient>,
+    /// Packets per second from all known clients together to the RADIUS ports (0 = unlimited),
+    /// checked after each client's own limit. Spread over per-CPU buckets: see
+    /// [`per_cpu_limit`].
+    pub global_rate_pps: u32,
+    /// Bucket size of the global limit in packets (0 = one second's worth).
+    pub global_burst: u32,
 }
 
 /// One RADIUS client as the filter sees it: where it sends from and how to check its packets.
@@ -119,15 +136,25 @@ pub struct XdpClient {
     pub secrets: Vec<Vec<u8>>,
     /// Drop an Access-Request without Message-Authenticator.
     pub require_message_authenticator: bool,
+    /// Name for the per-client counters ([`XdpFilter::client_counters`]).
+    pub name: String,
+    /// Packets per second this client may send to the RADIUS ports (0 = unlimited), enforced
+    /// before any RADIUS check. Spread over per-CPU buckets: see [`per_cpu_limit`].
+    pub rate_pps: u32,
+    /// Bucket size in packets (0 = one second's worth).
+    pub burst: u32,
 }
 
 impl XdpClient {
-    /// A client with one secret.
+    /// A client with one secret, named after its network, without rate limit.
     pub fn new(network: (IpAddr, u8), secret: &[u8], require_message_authenticator: bool) -> Self {
         XdpClient {
             network,
             secrets: vec![secret.to_vec()],
             require_message_authenticator,
+            name: format!("{}/{}", network.0, network.1),
+            rate_pps: 0,
+            burst: 0,
         }
     }
 }
@@ -144,12 +171,15 @@ impl fmt::Debug for XdpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the secrets.
         f.debug_struct("XdpClient")
+            .field("name", &self.name)
             .field("network", &self.network)
             .field("secrets", &self.secrets.len())
             .field(
                 "require_message_authenticator",
                 &self.require_message_authenticator,
             )
+            .field("rate_pps", &self.rate_pps)
+            .field("burst", &self.burst)
             .finish()
     }
 }
@@ -349,6 +379,12 @@ impl XdpFilter {
         self.loaded.counters()
     }
 
+    /// Each client's counters (name, counts summed across CPUs), in configuration order. They
+    /// start from zero at every [`replace_clients`](Self::replace_clients).
+    pub fn client_counters(&self) -> Result<Vec<(String, ClientCounters)>, XdpError> {
+        self.loaded.client_counters()
+    }
+
     /// Instructions the verifier processed when loading the program, if the kernel says.
     pub fn verified_instructions(&self) -> Option<u32> {
         self.loaded.verified_instructions()
@@ -418,6 +454,7 @@ fn mask<const N: usize>(mut bytes: [u8; N], prefix_len: u8) -> [u8; N] {
 struct ClientTables {
     nets: BTreeMap<ClientNet, u32>,
     keys: Vec<ClientKeys>,
+    names: Vec<String>,
 }
 
 impl Drop for ClientTables {
@@ -443,11 +480,13 @@ fn normalize_clients(clients: &[XdpClient]) -> Result<ClientTables, XdpError> {
     }
     let mut nets = BTreeMap::new();
     let mut keys = Vec::with_capacity(clients.len());
+    let mut names = Vec::with_capacity(clients.len());
     let (mut v4, mut v6) = (0u32, 0u32);
     for (index, client) in clients.iter().enumerate() {
         let (addr, prefix_len) = client.network;
         let net = ClientNet::new(addr, prefix_len)?;
         keys.push(client_keys(client)?);
+        names.push(client.name.clone());
         // At most MAX_KEYED_CLIENTS, checked above.
         let index = index as u32;
         if nets.contains_key(&net) {
@@ -466,7 +505,7 @@ fn normalize_clients(clients: &[XdpClient]) -> Result<ClientTables, XdpError> {
             ),
         });
     }
-    Ok(ClientTables { nets, keys })
+    Ok(ClientTables { nets, keys, names })
 }
 
 /// The map value for one client.
@@ -493,6 +532,7 @@ fn client_keys(client: &XdpClient) -> Result<ClientKeys, XdpError> {
     if client.require_message_authenticator {
         keys.flags |= FLAG_REQUIRE_MESSAGE_AUTHENTICATOR;
     }
+    keys.limit = per_cpu_limit(client.rate_pps, client.burst);
     Ok(keys)
 }
 
@@ -620,6 +660,8 @@ struct Loaded {
     /// The key generation in use (0 or 1) and how many slots of it are filled; `None` before
     /// the first install.
     keys: Option<(u32, u32)>,
+    /// Names of the clients of the generation in use, by position.
+    names: Vec<String>,
 }
 
 impl Loaded {
@@ -644,6 +686,7 @@ impl Loaded {
             ebpf,
             clients: BTreeMap::new(),
             keys: None,
+            names: Vec::new(),
         };
         loaded.program_mut()?.load().map_err(|source| {
             if is_permission_error(&source) {
@@ -655,6 +698,10 @@ impl Loaded {
             }
         })?;
         loaded.set_ports(&ports)?;
+        loaded.set_global_limit(per_cpu_limit(
+            settings.global_rate_pps,
+            settings.global_burst,
+        ))?;
         loaded.install_clients(tables)?;
         Ok(loaded)
     }
@@ -741,6 +788,70 @@ impl Loaded {
             })
     }
 
+    fn set_global_limit(&mut self, limit: RateLimit) -> Result<(), XdpError> {
+        let map = self
+            .ebpf
+            .map_mut(MAP_GLOBAL_LIMIT)
+            .ok_or_else(|| missing(MAP_GLOBAL_LIMIT))?;
+        let mut array: Array<&mut MapData, RateLimit> =
+            Array::try_from(map).map_err(|source| XdpError::Map {
+                map: MAP_GLOBAL_LIMIT,
+                source,
+            })?;
+        array.set(0, limit, 0).map_err(|source| XdpError::Map {
+            map: MAP_GLOBAL_LIMIT,
+            source,
+        })
+    }
+
+    /// Zero the per-client counters of `slot` on every CPU.
+    fn clear_client_counters(&mut self, slot: u32) -> Result<(), XdpError> {
+        let map_error = |source| XdpError::Map {
+            map: MAP_CLIENT_COUNTERS,
+            source,
+        };
+        let map = self
+            .ebpf
+            .map_mut(MAP_CLIENT_COUNTERS)
+            .ok_or_else(|| missing(MAP_CLIENT_COUNTERS))?;
+        let mut array: PerCpuArray<&mut MapData, ClientCounters> =
+            PerCpuArray::try_from(map).map_err(map_error)?;
+        let zeros =
+            PerCpuValues::try_from(vec![ClientCounters::default(); possible_cpus() as usize])
+                .map_err(|e| XdpError::InvalidSettings {
+                    reason: format!("per-CPU counter values: {e}"),
+                })?;
+        array.set(slot, zeros, 0).map_err(map_error)
+    }
+
+    fn client_counters(&self) -> Result<Vec<(String, ClientCounters)>, XdpError> {
+        let map_error = |source| XdpError::Map {
+            map: MAP_CLIENT_COUNTERS,
+            source,
+        };
+        let Some((generation, _)) = self.keys else {
+            return Ok(Vec::new());
+        };
+        let base = generation * MAX_KEYED_CLIENTS;
+        let map = self
+            .ebpf
+            .map(MAP_CLIENT_COUNTERS)
+            .ok_or_else(|| missing(MAP_CLIENT_COUNTERS))?;
+        let array: PerCpuArray<&MapData, ClientCounters> =
+            PerCpuArray::try_from(map).map_err(map_error)?;
+        let mut out = Vec::with_capacity(self.names.len());
+        for (index, name) in self.names.iter().enumerate() {
+            // index < MAX_KEYED_CLIENTS (checked by normalize_clients).
+            let per_cpu = array.get(&(base + index as u32), 0).map_err(map_error)?;
+            let mut sum = ClientCounters::default();
+            for c in per_cpu.iter() {
+                sum.add(c);
+            }
+            out.push((name.clone(), sum));
+        }
+        Ok(out)
+    }
+
     fn replace_clients(&mut self, clients: &[XdpClient]) -> Result<(), XdpError> {
         let tables = normalize_clients(clients)?;
         self.install_clients(tables)
@@ -760,6 +871,8 @@ impl Loaded {
         for (index, keys) in tables.keys.iter().enumerate() {
             // index < MAX_KEYED_CLIENTS (checked by normalize_clients).
             self.set_keys(base + index as u32, keys)?;
+            // The slot's counters start from zero (it last served two reloads ago).
+            self.clear_client_counters(base + index as u32)?;
         }
         for (net, index) in &tables.nets {
             let info = ClientInfo {
@@ -783,6 +896,7 @@ impl Loaded {
         // map slot that is not in use. (A packet that looked its slot up just before the
         // switch may still read it; an empty entry makes it pass unchecked, to userspace.)
         let old = self.keys.replace((generation, tables.keys.len() as u32));
+        self.names = tables.names.clone();
         if let Some((old_generation, old_len)) = old {
             let old_base = old_generation * MAX_KEYED_CLIENTS;
             for index in 0..old_len {
@@ -955,11 +1069,8 @@ mod tests {
             vec![vec![b'x'; MAX_SECRET_LEN + 1]],
             vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()],
         ] {
-            let c = XdpClient {
-                network: (v4, 32),
-                secrets,
-                require_message_authenticator: false,
-            };
+            let mut c = XdpClient::new((v4, 32), b"x", false);
+            c.secrets = secrets;
             let result = normalize_clients(&[c]);
             // No secret at all is allowed (the filter then checks only the structure).
             if let Ok(tables) = &result {
@@ -1054,19 +1165,21 @@ mod tests {
     #[test]
     fn client_keys_carry_count_and_policy() {
         let v4 = (IpAddr::V4(Ipv4Addr::LOCALHOST), 32);
-        let two = XdpClient {
-            network: v4,
-            secrets: vec![b"old".to_vec(), b"new".to_vec()],
-            require_message_authenticator: true,
-        };
+        let mut two = XdpClient::new(v4, b"x", true);
+        two.secrets = vec![b"old".to_vec(), b"new".to_vec()];
+        two.rate_pps = 10;
+        two.burst = 4;
         let keys = client_keys(&two).expect("valid");
         assert_eq!(keys.count, 2);
         assert_eq!(keys.flags, FLAG_REQUIRE_MESSAGE_AUTHENTICATOR);
         assert_eq!(&keys.secrets[1].bytes[..3], b"new");
+        assert_eq!(keys.limit, per_cpu_limit(10, 4));
+        assert!(keys.limit.rate_pps >= 10 / possible_cpus());
         let one = client_keys(&XdpClient::new(v4, b"s", false)).expect("valid");
         assert_eq!(one.count, 1);
         assert_eq!(one.flags, 0);
         assert_eq!(one.secrets[1], SecretKey::EMPTY);
+        assert_eq!(one.limit, RateLimit::UNLIMITED);
         let shown = format!("{two:?} {:?}", keys.secrets[0]);
         assert!(!shown.contains("old") && !shown.contains("111"), "{shown}");
     }

@@ -9,7 +9,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::time::Duration;
 
-use crate::{Counters, Loaded, XdpClient, XdpError, XdpSettings};
+use crate::{ClientCounters, Counters, Loaded, XdpClient, XdpError, XdpSettings};
 
 /// The XDP verdict of one run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -99,6 +99,11 @@ impl XdpTestProgram {
     /// Packet counts per reason, summed across CPUs.
     pub fn counters(&self) -> Result<Counters, XdpError> {
         self.loaded.counters()
+    }
+
+    /// Each client's counters, as [`XdpFilter::client_counters`](crate::XdpFilter::client_counters).
+    pub fn client_counters(&self) -> Result<Vec<(String, ClientCounters)>, XdpError> {
+        self.loaded.client_counters()
     }
 
     /// Replace the clients, as [`XdpFilter::replace_clients`](crate::XdpFilter::replace_clients).

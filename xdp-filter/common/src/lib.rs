@@ -17,6 +17,21 @@
 //! | [`MAP_PORTS`]   | array, 1 entry               | `u32` (0)          | [`PortConfig`]   |
 //! | [`MAP_CLIENT_KEYS`] | array, [`CLIENT_KEY_SLOTS`] entries | `u32` ([`ClientInfo::slot`]) | [`ClientKeys`] |
 //! | [`MAP_COUNTERS`] | per-CPU array, [`Reason::COUNT`] entries | `u32` (reason) | `u64` packets |
+//! | [`MAP_CLIENT_COUNTERS`] | per-CPU array, [`CLIENT_KEY_SLOTS`] entries | `u32` ([`ClientInfo::slot`]) | [`ClientCounters`] |
+//! | [`MAP_GLOBAL_LIMIT`] | array, 1 entry          | `u32` (0)          | [`RateLimit`]    |
+//! | [`MAP_BUCKETS`] | per-CPU array, [`BUCKETS`] entries | `u32` (slot, or [`GLOBAL_BUCKET`]) | [`TokenBucket`] |
+//!
+//! # Rate limits
+//!
+//! Before any RADIUS parsing or HMAC work, a datagram from a known client takes one token from
+//! the client's bucket (limit in [`ClientKeys::limit`]) and then one from the global bucket
+//! (limit in [`MAP_GLOBAL_LIMIT`]); without a token it is dropped as
+//! [`Reason::DropRateLimited`]. The buckets are per CPU ([`MAP_BUCKETS`] is a per-CPU array),
+//! so they need no locks or atomics: the loader divides each configured rate and burst by the
+//! number of possible CPUs (rounding up, see [`RateLimit::per_cpu`]) and the program refills
+//! from `bpf_ktime_get_ns` with [`TokenBucket::take`]. The cost of that choice: traffic that
+//! lands on fewer CPUs than exist (one NAS is usually one flow, so one RX queue) gets only its
+//! CPUs' share of the configured rate. A rate of 0 means unlimited.
 //!
 //! The filter only ever looks at UDP datagrams sent to one of the configured ports. Of those, a
 //! datagram whose source address is in no client trie is dropped. From a known client, the
@@ -43,6 +58,13 @@ pub const MAP_CLIENTS_V6: &str = "CLIENTS_V6";
 pub const MAP_PORTS: &str = "PORTS";
 /// Name of the per-CPU array of packet counters, indexed by [`Reason`].
 pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Name of the per-CPU array of per-client counters ([`ClientCounters`]), indexed by
+/// [`ClientInfo::slot`].
+pub const MAP_CLIENT_COUNTERS: &str = "CLIENT_COUNTERS";
+/// Name of the one-entry array holding the global [`RateLimit`] (per CPU).
+pub const MAP_GLOBAL_LIMIT: &str = "GLOBAL_LIMIT";
+/// Name of the per-CPU array of [`TokenBucket`]s: one per client slot, then the global one.
+pub const MAP_BUCKETS: &str = "BUCKETS";
 /// Name of the array of per-client keys ([`ClientKeys`]), indexed by [`ClientInfo::slot`].
 pub const MAP_CLIENT_KEYS: &str = "CLIENT_KEYS";
 
@@ -57,6 +79,10 @@ pub const MAX_KEYED_CLIENTS: u32 = 4096;
 /// Entries of [`MAP_CLIENT_KEYS`]: two generations of [`MAX_KEYED_CLIENTS`], so a reload
 /// writes the new keys beside the old ones and switches each trie entry over in one update.
 pub const CLIENT_KEY_SLOTS: u32 = 2 * MAX_KEYED_CLIENTS;
+/// Index of the global bucket in [`MAP_BUCKETS`] (after the client slots).
+pub const GLOBAL_BUCKET: u32 = CLIENT_KEY_SLOTS;
+/// Entries of [`MAP_BUCKETS`].
+pub const BUCKETS: u32 = CLIENT_KEY_SLOTS + 1;
 /// Secrets per client: the current one and, during a change-over, the next one.
 pub const MAX_SECRETS: usize = 2;
 /// Longest shared secret, in bytes (the configuration allows no more).
@@ -135,6 +161,8 @@ pub struct ClientKeys {
     pub count: u32,
     /// Policy bits, e.g. [`FLAG_REQUIRE_MESSAGE_AUTHENTICATOR`].
     pub flags: u32,
+    /// The client's rate limit, per CPU ([`RateLimit::UNLIMITED`] for none).
+    pub limit: RateLimit,
 }
 
 impl ClientKeys {
@@ -143,7 +171,162 @@ impl ClientKeys {
         secrets: [SecretKey::EMPTY; MAX_SECRETS],
         count: 0,
         flags: 0,
+        limit: RateLimit::UNLIMITED,
     };
+}
+
+/// A token-bucket limit as the program applies it on one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Tokens (packets) added per second; 0 = unlimited.
+    pub rate_pps: u32,
+    /// Bucket size in packets (at least 1 when `rate_pps > 0`).
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// No limit.
+    pub const UNLIMITED: RateLimit = RateLimit {
+        rate_pps: 0,
+        burst: 0,
+    };
+
+    /// The share of one CPU of a limit of `rate_pps` packets per second with a bucket of
+    /// `burst` packets, spread over `cpus` per-CPU buckets: both divided by `cpus`, rounded
+    /// up. `rate_pps == 0` is unlimited; `burst == 0` means one second's worth (`rate_pps`).
+    pub const fn per_cpu(rate_pps: u32, burst: u32, cpus: u32) -> RateLimit {
+        if rate_pps == 0 {
+            return RateLimit::UNLIMITED;
+        }
+        let cpus = if cpus == 0 { 1 } else { cpus };
+        let burst = if burst == 0 { rate_pps } else { burst };
+        RateLimit {
+            rate_pps: rate_pps.div_ceil(cpus),
+            burst: burst.div_ceil(cpus),
+        }
+    }
+}
+
+/// One nanosecond-scaled token: a packet costs this many units of [`TokenBucket::tokens`].
+pub const TOKEN: u64 = 1_000_000_000;
+
+/// State of one token bucket (one CPU's share of a limit).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenBucket {
+    /// Tokens times [`TOKEN`]: a rate of `r` packets per second adds `r` units per nanosecond.
+    pub tokens: u64,
+    /// `bpf_ktime_get_ns` of the last update; 0 for a bucket never used (it starts full).
+    pub last_ns: u64,
+}
+
+impl TokenBucket {
+    /// Refill for the time since the last call, then take one token if there is one.
+    /// Returns whether the packet may pass. Unlimited (`rate_pps == 0`) always passes and
+    /// leaves the bucket alone. No division by zero, no overflow: the bucket holds at most
+    /// `burst * TOKEN` < 2^63 units, and the refill multiplies only an elapsed time shorter
+    /// than the time to fill the bucket from empty.
+    #[inline(always)]
+    pub fn take(&mut self, now_ns: u64, limit: RateLimit) -> bool {
+        if limit.rate_pps == 0 {
+            return true;
+        }
+        let rate = limit.rate_pps as u64;
+        let burst = if limit.burst == 0 {
+            1
+        } else {
+            limit.burst as u64
+        };
+        let cap = burst * TOKEN;
+        let tokens = if self.last_ns == 0 || now_ns < self.last_ns {
+            // Never used (or a clock that went back): start full.
+            if self.last_ns == 0 {
+                cap
+            } else {
+                self.tokens
+            }
+        } else {
+            let elapsed = now_ns - self.last_ns;
+            if elapsed >= cap / rate {
+                cap
+            } else {
+                let t = self.tokens + elapsed * rate;
+                if t > cap {
+                    cap
+                } else {
+                    t
+                }
+            }
+        };
+        self.last_ns = if now_ns == 0 { 1 } else { now_ns };
+        if tokens >= TOKEN {
+            self.tokens = tokens - TOKEN;
+            true
+        } else {
+            self.tokens = tokens;
+            false
+        }
+    }
+}
+
+/// Packets from one client (one [`MAP_CLIENT_COUNTERS`] entry), by outcome.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientCounters {
+    /// Passed to userspace, verified or not.
+    pub passed: u64,
+    /// See [`Reason::DropMalformed`].
+    pub drop_malformed: u64,
+    /// See [`Reason::DropBadMa`].
+    pub drop_bad_ma: u64,
+    /// See [`Reason::DropMissingMa`].
+    pub drop_missing_ma: u64,
+    /// See [`Reason::DropBadAcctAuth`].
+    pub drop_bad_acct_auth: u64,
+    /// See [`Reason::DropRateLimited`].
+    pub drop_rate_limited: u64,
+}
+
+impl ClientCounters {
+    /// Count one packet with verdict `reason`.
+    #[inline(always)]
+    pub fn record(&mut self, reason: Reason) {
+        match reason {
+            Reason::DropMalformed => self.drop_malformed += 1,
+            Reason::DropBadMa => self.drop_bad_ma += 1,
+            Reason::DropMissingMa => self.drop_missing_ma += 1,
+            Reason::DropBadAcctAuth => self.drop_bad_acct_auth += 1,
+            Reason::DropRateLimited => self.drop_rate_limited += 1,
+            // Unknown-client drops never reach a client's counters.
+            Reason::DropUnknownClientV4 | Reason::DropUnknownClientV6 => {}
+            _ => self.passed += 1,
+        }
+    }
+
+    /// Add another set (wrapping), e.g. another CPU's.
+    pub fn add(&mut self, other: &ClientCounters) {
+        self.passed = self.passed.wrapping_add(other.passed);
+        self.drop_malformed = self.drop_malformed.wrapping_add(other.drop_malformed);
+        self.drop_bad_ma = self.drop_bad_ma.wrapping_add(other.drop_bad_ma);
+        self.drop_missing_ma = self.drop_missing_ma.wrapping_add(other.drop_missing_ma);
+        self.drop_bad_acct_auth = self
+            .drop_bad_acct_auth
+            .wrapping_add(other.drop_bad_acct_auth);
+        self.drop_rate_limited = self.drop_rate_limited.wrapping_add(other.drop_rate_limited);
+    }
+
+    /// (name, count) for every field, in declaration order.
+    pub fn iter(&self) -> [(&'static str, u64); 6] {
+        [
+            ("passed", self.passed),
+            ("drop_malformed", self.drop_malformed),
+            ("drop_bad_ma", self.drop_bad_ma),
+            ("drop_missing_ma", self.drop_missing_ma),
+            ("drop_bad_acct_auth", self.drop_bad_acct_auth),
+            ("drop_rate_limited", self.drop_rate_limited),
+        ]
+    }
 }
 
 /// The RADIUS UDP ports to filter (authentication and accounting, at most [`MAX_PORTS`]).
@@ -250,11 +433,14 @@ pub enum Reason {
     DropMissingMa = 16,
     /// Accounting-Request whose Request Authenticator verified with none of the client's secrets.
     DropBadAcctAuth = 17,
+    /// From a known client, over the client's or the global rate limit (checked before any
+    /// RADIUS parsing).
+    DropRateLimited = 18,
 }
 
 impl Reason {
     /// Number of reasons, i.e. the size of the [`MAP_COUNTERS`] array.
-    pub const COUNT: u32 = 18;
+    pub const COUNT: u32 = 19;
 
     /// All reasons in index order.
     pub const ALL: [Reason; Reason::COUNT as usize] = [
@@ -276,6 +462,7 @@ impl Reason {
         Reason::DropBadMa,
         Reason::DropMissingMa,
         Reason::DropBadAcctAuth,
+        Reason::DropRateLimited,
     ];
 
     /// The counter index of this reason.
@@ -303,6 +490,7 @@ impl Reason {
                 | Reason::DropBadMa
                 | Reason::DropMissingMa
                 | Reason::DropBadAcctAuth
+                | Reason::DropRateLimited
         )
     }
 
@@ -340,6 +528,7 @@ impl Reason {
             Reason::DropBadMa => "drop_bad_ma",
             Reason::DropMissingMa => "drop_missing_ma",
             Reason::DropBadAcctAuth => "drop_bad_acct_auth",
+            Reason::DropRateLimited => "drop_rate_limited",
         }
     }
 }
@@ -384,6 +573,8 @@ pub mod reason {
     pub const DROP_MISSING_MA: u32 = Reason::DropMissingMa.index();
     /// See [`Reason::DropBadAcctAuth`].
     pub const DROP_BAD_ACCT_AUTH: u32 = Reason::DropBadAcctAuth.index();
+    /// See [`Reason::DropRateLimited`].
+    pub const DROP_RATE_LIMITED: u32 = Reason::DropRateLimited.index();
     /// Number of reasons.
     pub const COUNT: u32 = Reason::COUNT;
 }
@@ -391,7 +582,8 @@ pub mod reason {
 // SAFETY: these types are #[repr(C)], made only of integers and integer arrays, with no
 // padding bytes (ClientInfo: two u32; PortConfig: 8 + 1 + 1 u16 = 20 bytes at 2-byte
 // alignment; SecretKey: 4 + 4 + 1 + 1 u32 and 128 bytes = 168 bytes at 4-byte alignment;
-// ClientKeys: 2 * 168 + 4 + 4 = 344 bytes), and every bit pattern is a valid value.
+// ClientKeys: 2 * 168 + 4 + 4 + 8 = 352 bytes; RateLimit: two u32; TokenBucket: two u64;
+// ClientCounters: six u64), and every bit pattern is a valid value.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for ClientInfo {}
 // SAFETY: see above.
@@ -403,6 +595,15 @@ unsafe impl aya::Pod for SecretKey {}
 // SAFETY: see above.
 #[cfg(feature = "user")]
 unsafe impl aya::Pod for ClientKeys {}
+// SAFETY: see above.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for RateLimit {}
+// SAFETY: see above.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for TokenBucket {}
+// SAFETY: see above.
+#[cfg(feature = "user")]
+unsafe impl aya::Pod for ClientCounters {}
 
 #[cfg(test)]
 mod tests {
@@ -421,7 +622,7 @@ mod tests {
     #[test]
     fn drops_are_named_drop_and_passes_pass() {
         let drops: usize = Reason::ALL.iter().filter(|r| r.is_drop()).count();
-        assert_eq!(drops, 6);
+        assert_eq!(drops, 7);
         for r in Reason::ALL {
             assert_eq!(r.is_drop(), r.name().starts_with("drop_"), "{}", r.name());
             if r.is_known_client_pass() {
@@ -450,8 +651,110 @@ mod tests {
         assert_eq!(core::mem::size_of::<SecretKey>(), 4 * 10 + MAX_SECRET_LEN);
         assert_eq!(
             core::mem::size_of::<ClientKeys>(),
-            MAX_SECRETS * core::mem::size_of::<SecretKey>() + 8
+            MAX_SECRETS * core::mem::size_of::<SecretKey>() + 16
         );
+        assert_eq!(core::mem::size_of::<RateLimit>(), 8);
+        assert_eq!(core::mem::size_of::<TokenBucket>(), 16);
+        assert_eq!(core::mem::size_of::<ClientCounters>(), 48);
+    }
+
+    const SECOND: u64 = 1_000_000_000;
+
+    #[test]
+    fn bucket_allows_burst_then_refills_at_rate() {
+        let limit = RateLimit {
+            rate_pps: 10,
+            burst: 3,
+        };
+        let mut b = TokenBucket::default();
+        let t0 = 5 * SECOND;
+        // A fresh bucket is full: three pass at once, the fourth does not.
+        assert!(b.take(t0, limit));
+        assert!(b.take(t0, limit));
+        assert!(b.take(t0, limit));
+        assert!(!b.take(t0, limit));
+        // 10 pps: one token per 100 ms.
+        assert!(!b.take(t0 + 99_000_000, limit));
+        assert!(b.take(t0 + 100_000_000, limit));
+        assert!(!b.take(t0 + 100_000_000, limit));
+        // A long idle period refills to the burst, not beyond.
+        let t1 = t0 + 3600 * SECOND;
+        for _ in 0..3 {
+            assert!(b.take(t1, limit));
+        }
+        assert!(!b.take(t1, limit));
+        // A clock that goes back refills nothing.
+        assert!(!b.take(t0, limit));
+    }
+
+    #[test]
+    fn bucket_edge_cases() {
+        let mut b = TokenBucket::default();
+        for _ in 0..1000 {
+            assert!(b.take(SECOND, RateLimit::UNLIMITED));
+        }
+        assert_eq!(b, TokenBucket::default());
+        // The largest limits do not overflow.
+        let max = RateLimit {
+            rate_pps: u32::MAX,
+            burst: u32::MAX,
+        };
+        let mut b = TokenBucket::default();
+        assert!(b.take(u64::MAX - 1, max));
+        assert!(b.take(u64::MAX, max));
+        // Burst 0 with a rate acts as a bucket of one.
+        let one = RateLimit {
+            rate_pps: 1,
+            burst: 0,
+        };
+        let mut b = TokenBucket::default();
+        assert!(b.take(SECOND, one));
+        assert!(!b.take(SECOND, one));
+        assert!(b.take(2 * SECOND, one));
+    }
+
+    #[test]
+    fn per_cpu_share_rounds_up() {
+        assert_eq!(RateLimit::per_cpu(0, 50, 4), RateLimit::UNLIMITED);
+        assert_eq!(
+            RateLimit::per_cpu(10, 5, 2),
+            RateLimit {
+                rate_pps: 5,
+                burst: 3
+            }
+        );
+        assert_eq!(
+            RateLimit::per_cpu(1, 1, 8),
+            RateLimit {
+                rate_pps: 1,
+                burst: 1
+            }
+        );
+        // Burst 0: one second's worth.
+        assert_eq!(RateLimit::per_cpu(100, 0, 1).burst, 100);
+        assert_eq!(RateLimit::per_cpu(7, 7, 0).rate_pps, 7);
+    }
+
+    #[test]
+    fn client_counters_record_by_reason() {
+        let mut c = ClientCounters::default();
+        for r in Reason::ALL {
+            c.record(r);
+        }
+        assert_eq!(c.drop_malformed, 1);
+        assert_eq!(c.drop_bad_ma, 1);
+        assert_eq!(c.drop_missing_ma, 1);
+        assert_eq!(c.drop_bad_acct_auth, 1);
+        assert_eq!(c.drop_rate_limited, 1);
+        // Every pass reason counts as passed; unknown-client drops never reach a client.
+        assert_eq!(
+            c.passed,
+            Reason::ALL.iter().filter(|r| !r.is_drop()).count() as u64
+        );
+        let mut d = c;
+        d.add(&c);
+        assert_eq!(d.passed, 2 * c.passed);
+        assert_eq!(d.iter()[5], ("drop_rate_limited", 2));
     }
 
     #[test]

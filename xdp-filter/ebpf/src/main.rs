@@ -10,6 +10,12 @@
 //!    or its absence against the client's policy;
 //! 3. Accounting-Request: the Request Authenticator (MD5, RFC 2866 §3).
 //!
+//! Before any of that, a known client's datagram takes a token from the client's bucket and
+//! then from the global one (per-CPU token buckets refilled from `bpf_ktime_get_ns`, limits
+//! from the loader already divided by the number of CPUs); without one it is dropped, so a
+//! noisy NAS cannot make the filter spend its CPU on HMACs. Every verdict on a known client's
+//! packet is also counted in the client's own counters (`CLIENT_COUNTERS`, by key slot).
+//!
 //! The packet is copied into a per-CPU scratch buffer (`bpf_xdp_load_bytes`), so jumbo and
 //! multi-buffer frames work the same. HMAC starts from the MD5 states after the `ipad` and
 //! `opad` blocks, which userspace precomputes per secret (see `portcullis_xdp_common::SecretKey`);
@@ -39,15 +45,15 @@ use core::ptr::{addr_of, addr_of_mut};
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::gen::{bpf_loop, bpf_xdp_load_bytes},
+    helpers::gen::{bpf_ktime_get_ns, bpf_loop, bpf_xdp_load_bytes},
     macros::{map, xdp},
     maps::{lpm_trie::Key, Array, LpmTrie, PerCpuArray},
     programs::XdpContext,
 };
 use portcullis_xdp_common::{
-    md5, ClientInfo, ClientKeyV4, ClientKeyV6, ClientKeys, PortConfig, Reason, CLIENT_KEY_SLOTS,
-    FLAG_REQUIRE_MESSAGE_AUTHENTICATOR, MAX_CLIENTS, MAX_RADIUS_LEN, MAX_SECRETS, MAX_SECRET_LEN,
-    PORTS_INDEX,
+    md5, ClientCounters, ClientInfo, ClientKeyV4, ClientKeyV6, ClientKeys, PortConfig, RateLimit,
+    Reason, TokenBucket, BUCKETS, CLIENT_KEY_SLOTS, FLAG_REQUIRE_MESSAGE_AUTHENTICATOR,
+    GLOBAL_BUCKET, MAX_CLIENTS, MAX_RADIUS_LEN, MAX_SECRETS, MAX_SECRET_LEN, PORTS_INDEX,
 };
 
 #[map(name = "CLIENTS_V4")]
@@ -64,6 +70,16 @@ static CLIENT_KEYS: Array<ClientKeys> = Array::with_max_entries(CLIENT_KEY_SLOTS
 
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Reason::COUNT, 0);
+
+#[map(name = "CLIENT_COUNTERS")]
+static CLIENT_COUNTERS: PerCpuArray<ClientCounters> =
+    PerCpuArray::with_max_entries(CLIENT_KEY_SLOTS, 0);
+
+#[map(name = "GLOBAL_LIMIT")]
+static GLOBAL_LIMIT: Array<RateLimit> = Array::with_max_entries(1, 0);
+
+#[map(name = "BUCKETS")]
+static BUCKETS_MAP: PerCpuArray<TokenBucket> = PerCpuArray::with_max_entries(BUCKETS, 0);
 
 #[map(name = "SCRATCH")]
 static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
@@ -206,22 +222,74 @@ fn try_filter(ctx: &XdpContext) -> Result<Reason, Truncated> {
             payload_len,
             slot,
         } => {
-            let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
-                return Ok(Reason::PassUncheckable);
-            };
-            // Through memory, so every header path reaches `radius` in the same verifier state.
-            // SAFETY: `scratch` is this CPU's scratch map value (a successful lookup).
-            unsafe {
-                put(
-                    addr_of_mut!((*scratch).payload_offset),
-                    payload_offset as u32,
-                );
-                put(addr_of_mut!((*scratch).payload_len), u32::from(payload_len));
-                put(addr_of_mut!((*scratch).slot), slot);
-            }
-            Ok(radius(ctx, scratch))
+            let reason = known_client_packet(ctx, payload_offset, payload_len, slot);
+            count_client(slot, reason);
+            Ok(reason)
         }
     }
+}
+
+/// Count a verdict on a known client's packet in the client's counters.
+#[inline(always)]
+fn count_client(slot: u32, reason: Reason) {
+    if let Some(counters) = CLIENT_COUNTERS.get_ptr_mut(slot) {
+        // SAFETY: a successful lookup in a per-CPU array: valid, and only this CPU uses it.
+        unsafe { (*counters).record(reason) };
+    }
+}
+
+/// Take a token from the bucket at `index` under `limit`; true when the packet may pass.
+#[inline(always)]
+fn take_token(index: u32, limit: RateLimit, now: u64) -> bool {
+    if limit.rate_pps == 0 {
+        return true;
+    }
+    match BUCKETS_MAP.get_ptr_mut(index) {
+        // SAFETY: a successful lookup in a per-CPU array: valid, and only this CPU uses it
+        // (XDP runs with preemption off).
+        Some(bucket) => unsafe { (*bucket).take(now, limit) },
+        None => true,
+    }
+}
+
+/// Rate limits (the client's, then the global one), then the RADIUS checks.
+#[inline(always)]
+fn known_client_packet(
+    ctx: &XdpContext,
+    payload_offset: usize,
+    payload_len: u16,
+    slot: u32,
+) -> Reason {
+    // SAFETY: the helper has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let client_limit = match CLIENT_KEYS.get(slot) {
+        Some(keys) => keys.limit,
+        None => RateLimit::UNLIMITED,
+    };
+    if !take_token(slot, client_limit, now) {
+        return Reason::DropRateLimited;
+    }
+    let global_limit = match GLOBAL_LIMIT.get(0) {
+        Some(limit) => *limit,
+        None => RateLimit::UNLIMITED,
+    };
+    if !take_token(GLOBAL_BUCKET, global_limit, now) {
+        return Reason::DropRateLimited;
+    }
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        return Reason::PassUncheckable;
+    };
+    // Through memory, so every header path reaches `radius` in the same verifier state.
+    // SAFETY: `scratch` is this CPU's scratch map value (a successful lookup).
+    unsafe {
+        put(
+            addr_of_mut!((*scratch).payload_offset),
+            payload_offset as u32,
+        );
+        put(addr_of_mut!((*scratch).payload_len), u32::from(payload_len));
+        put(addr_of_mut!((*scratch).slot), slot);
+    }
+    radius(ctx, scratch)
 }
 
 #[inline(always)]

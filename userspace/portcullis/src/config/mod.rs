@@ -207,12 +207,19 @@ pub enum XdpModeSetting {
     Native,
 }
 
+/// Largest packets-per-second or burst value of an XDP rate limit.
+const MAX_RATE_LIMIT: i64 = 100_000_000;
+
 #[derive(Debug, Clone)]
 pub struct XdpConfig {
     pub mode: XdpModeSetting,
     pub interfaces: Vec<String>,
     /// Refuse to start when the program cannot be attached.
     pub required: bool,
+    /// Packets per second from all known clients together, enforced in XDP (0 = unlimited).
+    pub global_rate_limit_pps: u32,
+    /// Bucket size of the global limit in packets (0 = one second's worth).
+    pub global_rate_limit_burst: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +231,10 @@ pub struct ClientConfig {
     /// signed with whichever verified the request).
     pub secret_next: Option<Secret>,
     pub require_message_authenticator: bool,
+    /// Packets per second this client may send, enforced in XDP (0 = unlimited).
+    pub rate_limit_pps: u32,
+    /// Bucket size of the client's limit in packets (0 = one second's worth).
+    pub rate_limit_burst: u32,
     /// The MFA provider every login through this client must pass; `None` = first factor only.
     pub mfa: Option<String>,
     /// Line of the `[[client]]` entry, for later diagnostics.
@@ -364,6 +375,8 @@ struct RawXdp {
     mode: Option<XdpModeSetting>,
     interfaces: Option<Vec<Spanned<String>>>,
     required: Option<bool>,
+    global_rate_limit_pps: Option<Spanned<i64>>,
+    global_rate_limit_burst: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -376,6 +389,8 @@ struct RawClient {
     secret_next: Option<String>,
     secret_next_file: Option<String>,
     require_message_authenticator: Option<bool>,
+    rate_limit_pps: Option<Spanned<i64>>,
+    rate_limit_burst: Option<Spanned<i64>>,
     mfa: Option<Spanned<String>>,
 }
 
@@ -897,6 +912,20 @@ impl Cx<'_> {
                 }
             },
             required: raw.xdp.required.unwrap_or(false),
+            global_rate_limit_pps: self.positive(
+                &raw.xdp.global_rate_limit_pps,
+                0,
+                0,
+                MAX_RATE_LIMIT,
+                "xdp.global_rate_limit_pps",
+            )? as u32,
+            global_rate_limit_burst: self.positive(
+                &raw.xdp.global_rate_limit_burst,
+                0,
+                0,
+                MAX_RATE_LIMIT,
+                "xdp.global_rate_limit_burst",
+            )? as u32,
         };
         if xdp.required && xdp.mode == XdpModeSetting::Off {
             return Err(self.err_line(0, "xdp.required = true contradicts xdp.mode = \"off\""));
@@ -986,6 +1015,20 @@ impl Cx<'_> {
                 network,
                 secret: Secret::new(secret),
                 require_message_authenticator: c.require_message_authenticator.unwrap_or(true),
+                rate_limit_pps: self.positive(
+                    &c.rate_limit_pps,
+                    0,
+                    0,
+                    MAX_RATE_LIMIT,
+                    "client rate_limit_pps",
+                )? as u32,
+                rate_limit_burst: self.positive(
+                    &c.rate_limit_burst,
+                    0,
+                    0,
+                    MAX_RATE_LIMIT,
+                    "client rate_limit_burst",
+                )? as u32,
                 mfa: c.mfa.as_ref().map(|m| m.get_ref().clone()),
                 line,
             });

@@ -38,6 +38,8 @@ fn settings() -> XdpSettings {
     XdpSettings {
         interface: String::new(),
         mode: XdpMode::Auto,
+        global_rate_pps: 0,
+        global_burst: 0,
         ports: vec![AUTH, ACCT],
         clients: vec![
             XdpClient::new(v4(STRICT), SECRET, true),
@@ -46,12 +48,18 @@ fn settings() -> XdpSettings {
                 network: v4(ROTATING),
                 secrets: vec![SECRET.to_vec(), NEXT_SECRET.to_vec()],
                 require_message_authenticator: true,
+                name: "client".into(),
+                rate_pps: 0,
+                burst: 0,
             },
             XdpClient::new(v4(LONG), &long_secret(), true),
             XdpClient {
                 network: v4(KEYLESS),
                 secrets: vec![],
                 require_message_authenticator: true,
+                name: "client".into(),
+                rate_pps: 0,
+                burst: 0,
             },
             XdpClient::new((IpAddr::V6(strict_v6()), 64), SECRET, true),
         ],
@@ -562,6 +570,9 @@ fn reload_rotates_secrets_without_a_gap() {
             network,
             secrets: vec![SECRET.to_vec(), NEXT_SECRET.to_vec()],
             require_message_authenticator: true,
+            name: "client".into(),
+            rate_pps: 0,
+            burst: 0,
         }])
         .expect("replace clients");
     check_with(&program, &old, XdpAction::Pass, Reason::PassMaVerified);

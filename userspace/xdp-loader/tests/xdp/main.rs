@@ -7,6 +7,7 @@
 
 mod authenticators;
 mod frames;
+mod limits;
 mod netns;
 mod radius;
 mod verdicts;

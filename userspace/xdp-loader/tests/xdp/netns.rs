@@ -90,6 +90,8 @@ fn run_in_namespace(netns: &Netns) {
     let settings = XdpSettings {
         interface: "lo".into(),
         mode: XdpMode::Auto,
+        global_rate_pps: 0,
+        global_burst: 0,
         ports: vec![PORT, PORT + 1],
         clients: vec![XdpClient::new((IpAddr::V4(known), 32), SECRET, true)],
     };
@@ -178,6 +180,8 @@ fn missing_interface_is_reported_by_name() {
     let settings = XdpSettings {
         interface: "pcx-nosuch0".into(),
         mode: XdpMode::Generic,
+        global_rate_pps: 0,
+        global_burst: 0,
         ports: vec![PORT],
         clients: vec![],
     };

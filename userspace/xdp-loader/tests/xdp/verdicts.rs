@@ -32,6 +32,8 @@ pub fn settings() -> XdpSettings {
     XdpSettings {
         interface: String::new(),
         mode: XdpMode::Auto,
+        global_rate_pps: 0,
+        global_burst: 0,
         ports: vec![AUTH, ACCT],
         clients: vec![
             client((IpAddr::V4(KNOWN_V4), 32)),
