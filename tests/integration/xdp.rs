@@ -145,6 +145,13 @@ fn veth_pair_native_mode_real_client_answered_forgeries_dropped_in_the_kernel() 
     );
     assert!(s.stat("xdp.vs0.drop_bad_ma") >= 1, "{:?}", s.stats());
     assert!(s.stat("xdp.vs0.pass_ma_verified") >= 1, "{:?}", s.stats());
+    // Per client too: the forgery is charged to the client it claimed to be.
+    assert!(
+        s.stat("xdp.vs0.client.nas.drop_bad_ma") >= 1,
+        "{:?}",
+        s.stats()
+    );
+    assert!(s.stat("xdp.vs0.client.nas.passed") >= 1, "{:?}", s.stats());
     // Userspace saw neither.
     assert_eq!(s.stat("drop.unknown_client"), 0, "{:?}", s.stats());
     assert_eq!(
