@@ -284,22 +284,7 @@ impl Duo {
     }
 
     fn transport_error(&self, e: &reqwest::Error, limit: Duration) -> MfaError {
-        if e.is_timeout() {
-            MfaError::Timeout {
-                provider: self.cfg.name.clone(),
-                after: limit,
-            }
-        } else if e.is_builder() {
-            self.config_err(crate::http::error_chain(e))
-        } else if e.is_connect() {
-            // Only a failed connect means nothing was sent (see crate::resilience).
-            MfaError::Unreachable {
-                provider: self.cfg.name.clone(),
-                detail: crate::http::error_chain(e),
-            }
-        } else {
-            self.protocol(crate::http::error_chain(e))
-        }
+        crate::http::transport_error(&self.cfg.name, e, limit)
     }
 
     fn protocol(&self, detail: String) -> MfaError {

@@ -293,22 +293,7 @@ impl Entra {
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> MfaError {
-        if e.is_timeout() {
-            MfaError::Timeout {
-                provider: self.cfg.name.clone(),
-                after: self.cfg.timeout,
-            }
-        } else if e.is_builder() {
-            self.config_error(crate::http::error_chain(e))
-        } else if e.is_connect() {
-            MfaError::Unreachable {
-                provider: self.cfg.name.clone(),
-                detail: crate::http::error_chain(e),
-            }
-        } else {
-            // The request may have been sent: not "unreachable" (a retry could push twice).
-            self.protocol(crate::http::error_chain(e))
-        }
+        crate::http::transport_error(&self.cfg.name, e, self.cfg.timeout)
     }
 
     /// A valid access token: the cached one, or a new one.

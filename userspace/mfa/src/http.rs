@@ -60,3 +60,28 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     }
     out
 }
+
+/// What a failed HTTP exchange means for the MFA logic. Only a failed connect proves nothing
+/// reached the service, so only that is `Unreachable` (which `crate::resilience` may retry);
+/// anything after the request may have been sent is `Protocol`, so a push is never sent twice.
+pub(crate) fn transport_error(
+    provider: &str,
+    e: &reqwest::Error,
+    limit: std::time::Duration,
+) -> crate::MfaError {
+    use crate::MfaError;
+    let provider = provider.to_owned();
+    let detail = error_chain(e);
+    if e.is_timeout() {
+        MfaError::Timeout {
+            provider,
+            after: limit,
+        }
+    } else if e.is_builder() {
+        MfaError::Config { provider, detail }
+    } else if e.is_connect() {
+        MfaError::Unreachable { provider, detail }
+    } else {
+        MfaError::Protocol { provider, detail }
+    }
+}

@@ -184,24 +184,7 @@ impl PrivacyIdea {
     }
 
     fn transport_error(&self, e: &reqwest::Error) -> MfaError {
-        if e.is_timeout() {
-            MfaError::Timeout {
-                provider: self.cfg.name.clone(),
-                after: self.cfg.timeout,
-            }
-        } else if e.is_builder() {
-            MfaError::Config {
-                provider: self.cfg.name.clone(),
-                detail: crate::http::error_chain(e),
-            }
-        } else if e.is_connect() || e.is_request() {
-            MfaError::Unreachable {
-                provider: self.cfg.name.clone(),
-                detail: crate::http::error_chain(e),
-            }
-        } else {
-            self.protocol(crate::http::error_chain(e))
-        }
+        crate::http::transport_error(&self.cfg.name, e, self.cfg.timeout)
     }
 
     fn protocol(&self, detail: String) -> MfaError {
