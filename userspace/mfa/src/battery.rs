@@ -256,7 +256,7 @@ mod tests {
     use tokio::sync::watch;
 
     use super::*;
-    use crate::MfaError;
+    use crate::{MfaError, PushStatus};
 
     /// Push-only double: begin(Push) sends, the env answers through a watch channel.
     struct PushDouble {
@@ -288,20 +288,20 @@ mod tests {
         ) -> Result<Verdict, MfaError> {
             Ok(Verdict::Deny(DenyReason::WrongCode))
         }
-        async fn wait_push(
+        async fn poll_push(
             &self,
             _: &MfaRequest,
             state: &ProviderState,
-            limit: Duration,
-        ) -> Result<Verdict, MfaError> {
+        ) -> Result<PushStatus, MfaError> {
             assert_eq!(state.0, b"tx");
-            let mut rx = self.answer.subscribe();
-            let answered = tokio::time::timeout(limit, rx.wait_for(Option::is_some)).await;
-            Ok(match answered {
-                Ok(Ok(v)) if *v == Some(true) => Verdict::Allow,
-                Ok(_) => Verdict::Deny(DenyReason::UserDenied),
-                Err(_) => Verdict::Deny(DenyReason::Timeout),
+            Ok(match *self.answer.borrow() {
+                Some(true) => PushStatus::Answered(Verdict::Allow),
+                Some(false) => PushStatus::Answered(Verdict::Deny(DenyReason::UserDenied)),
+                None => PushStatus::Waiting,
             })
+        }
+        fn poll_interval(&self) -> Duration {
+            Duration::from_millis(100)
         }
     }
 
@@ -380,13 +380,17 @@ mod tests {
             }
             Ok(Verdict::Allow)
         }
-        async fn wait_push(
+        async fn poll_push(
             &self,
             _: &MfaRequest,
             _: &ProviderState,
-            _: Duration,
-        ) -> Result<Verdict, MfaError> {
-            Ok(Verdict::Deny(DenyReason::Other("no push".into())))
+        ) -> Result<PushStatus, MfaError> {
+            Ok(PushStatus::Answered(Verdict::Deny(DenyReason::Other(
+                "no push".into(),
+            ))))
+        }
+        fn poll_interval(&self) -> Duration {
+            Duration::from_secs(1)
         }
     }
 

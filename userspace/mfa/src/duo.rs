@@ -8,8 +8,8 @@
 //!   answer's `txid` is our [`ProviderState`]. For an OTP nothing is sent: Duo passcodes (Duo
 //!   Mobile, hardware tokens, bypass codes) are typed by the user, so we answer with a prompt.
 //! - `verify_otp` sends `POST /auth/v2/auth` with `factor=passcode` (synchronous).
-//! - `wait_push` long-polls `GET /auth/v2/auth_status?txid=...` until Duo says `allow` or
-//!   `deny`, or the caller's limit passes.
+//! - `poll_push` long-polls `GET /auth/v2/auth_status?txid=...` once: Duo holds it until the
+//!   status changes (or `long_poll` passes) and says `allow`, `deny` or `waiting`.
 //!
 //! # Signing
 //!
@@ -38,14 +38,15 @@ use url::Url;
 use zeroize::Zeroize;
 
 use crate::provider::{
-    Begin, DenyReason, Factor, MfaError, MfaProvider, MfaRequest, ProviderState, Verdict,
+    Begin, DenyReason, Factor, MfaError, MfaProvider, MfaRequest, ProviderState, PushStatus,
+    Verdict,
 };
 
 /// The prompt of the OTP challenge.
 pub const OTP_PROMPT: &str = "Enter a Duo passcode";
 
-/// The shortest time between two `auth_status` calls, should the service answer `waiting`
-/// without holding the request.
+/// The time between two `auth_status` calls for one login: short, since Duo holds each call
+/// until something changes.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Settings of one Duo provider (one Auth API application).
@@ -439,40 +440,36 @@ impl MfaProvider for Duo {
         Ok(verdict)
     }
 
-    async fn wait_push(
+    async fn poll_push(
         &self,
         req: &MfaRequest,
         state: &ProviderState,
-        limit: Duration,
-    ) -> Result<Verdict, MfaError> {
+    ) -> Result<PushStatus, MfaError> {
         let txid = self.txid(state)?;
-        let deadline = tokio::time::Instant::now() + limit;
         let per_call = self.cfg.long_poll + self.cfg.timeout;
         let params = [("txid", txid)];
-        loop {
-            let started = tokio::time::Instant::now();
-            let remaining = deadline.saturating_duration_since(started);
-            if remaining.is_zero() {
-                return Ok(Verdict::Deny(DenyReason::Timeout));
-            }
-            let poll =
-                self.call_as::<AuthReply>(Method::GET, "/auth/v2/auth_status", &params, per_call);
-            let Ok(reply) = tokio::time::timeout(remaining, poll).await else {
-                return Ok(Verdict::Deny(DenyReason::Timeout));
-            };
-            let reply = reply?;
-            if let Some(verdict) = reply.verdict(true) {
-                tracing::debug!(provider = %self.cfg.name, user = %req.user, context = %req.context_id, ?verdict, status = ?reply.status, "Duo push");
-                return Ok(verdict);
-            }
-            if reply.result.as_deref() != Some("waiting") {
-                return Err(self.protocol(format!(
-                    "/auth/v2/auth_status: unexpected result {:?}",
-                    reply.result
-                )));
-            }
-            tokio::time::sleep_until((started + MIN_POLL_INTERVAL).min(deadline)).await;
+        let reply = self
+            .call_as::<AuthReply>(Method::GET, "/auth/v2/auth_status", &params, per_call)
+            .await?;
+        if let Some(verdict) = reply.verdict(true) {
+            tracing::debug!(provider = %self.cfg.name, user = %req.user, context = %req.context_id, ?verdict, status = ?reply.status, "Duo push");
+            return Ok(PushStatus::Answered(verdict));
         }
+        if reply.result.as_deref() != Some("waiting") {
+            return Err(self.protocol(format!(
+                "/auth/v2/auth_status: unexpected result {:?}",
+                reply.result
+            )));
+        }
+        Ok(PushStatus::Waiting)
+    }
+
+    fn poll_interval(&self) -> Duration {
+        MIN_POLL_INTERVAL
+    }
+
+    fn poll_hold(&self) -> Duration {
+        self.cfg.long_poll
     }
 }
 

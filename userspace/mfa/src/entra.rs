@@ -34,8 +34,8 @@
 //!   [`Begin::PushSent`], because the push is already on the phone and asking again for the other
 //!   factor would send a second one.
 //! - [`Factor::Push`] asks with `OverrideNumberMatchingWithOTP=false` and `SyncCall=false`: the
-//!   call returns at once with a `SessionId` and [`MfaProvider::wait_push`] polls
-//!   `EndTwoWayAuthentication` every `poll_interval`. A user whose only method takes a code gets a
+//!   call returns at once with a `SessionId` and [`MfaProvider::poll_push`] asks
+//!   `EndTwoWayAuthentication` (the server polls every `poll_interval`). A user whose only method takes a code gets a
 //!   challenge, reported as [`Begin::FactorUnavailable`] (nothing was sent to the user).
 //! - `RequireUserMatch` is always `true`: an unknown or unenrolled user is [`Begin::NotEnrolled`]
 //!   and the server applies its own `require_user_match` setting.
@@ -65,7 +65,8 @@ use url::Url;
 use zeroize::Zeroizing;
 
 use crate::provider::{
-    Begin, DenyReason, Factor, MfaError, MfaProvider, MfaRequest, ProviderState, Verdict,
+    Begin, DenyReason, Factor, MfaError, MfaProvider, MfaRequest, ProviderState, PushStatus,
+    Verdict,
 };
 
 /// The application id of the "Azure Multi-Factor Auth Client" the NPS extension signs in as.
@@ -134,7 +135,7 @@ pub struct EntraConfig {
     pub verify_tls: bool,
     /// The limit for each HTTP request (connect included). Default 10 s.
     pub timeout: Duration,
-    /// How often [`MfaProvider::wait_push`] asks whether the push was answered. Default 1 s.
+    /// How often the server asks ([`MfaProvider::poll_push`]) whether the push was answered. Default 1 s.
     pub poll_interval: Duration,
 }
 
@@ -718,31 +719,23 @@ impl MfaProvider for Entra {
         Ok(verdict)
     }
 
-    async fn wait_push(
+    async fn poll_push(
         &self,
         req: &MfaRequest,
         state: &ProviderState,
-        limit: Duration,
-    ) -> Result<Verdict, MfaError> {
+    ) -> Result<PushStatus, MfaError> {
         self.session(state)?;
-        let deadline = tokio::time::Instant::now() + limit;
-        let verdict = loop {
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if remaining.is_zero() {
-                break Verdict::Deny(DenyReason::Timeout);
+        match self.end(req, state, None).await? {
+            Some(verdict) => {
+                tracing::debug!(provider = %self.cfg.name, user = %req.user, context = %req.context_id, ?verdict, "Entra push");
+                Ok(PushStatus::Answered(verdict))
             }
-            let Ok(answer) = tokio::time::timeout(remaining, self.end(req, state, None)).await
-            else {
-                break Verdict::Deny(DenyReason::Timeout);
-            };
-            if let Some(verdict) = answer? {
-                break verdict;
-            }
-            let next = tokio::time::Instant::now() + self.cfg.poll_interval;
-            tokio::time::sleep_until(next.min(deadline)).await;
-        };
-        tracing::debug!(provider = %self.cfg.name, user = %req.user, context = %req.context_id, ?verdict, "Entra push");
-        Ok(verdict)
+            None => Ok(PushStatus::Waiting),
+        }
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.cfg.poll_interval
     }
 }
 

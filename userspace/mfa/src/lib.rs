@@ -3,7 +3,7 @@
 //! A provider is asked to [`begin`](MfaProvider::begin) a second factor for a user who already
 //! passed primary authentication and policy. It answers with a challenge to relay to the user
 //! (an OTP prompt, carried in a RADIUS Access-Challenge), a push that was sent (then
-//! [`wait_push`](MfaProvider::wait_push) resolves it), an immediate verdict, or "not enrolled".
+//! [`poll_push`](MfaProvider::poll_push) learns its answer), an immediate verdict, or "not enrolled".
 //!
 //! What this crate does not do: RADIUS (the server maps these outcomes to Access-Challenge,
 //! Access-Accept and Access-Reject), the pending-login tables, NPS-style settings
@@ -25,7 +25,8 @@ pub use duo::{Duo, DuoConfig};
 pub use entra::{Entra, EntraConfig, EntraCredential};
 pub use privacyidea::{PrivacyIdea, PrivacyIdeaConfig};
 pub use provider::{
-    Begin, DenyReason, Factor, MfaError, MfaProvider, MfaRequest, ProviderState, Verdict,
+    Begin, DenyReason, Factor, MfaError, MfaProvider, MfaRequest, ProviderState, PushStatus,
+    Verdict,
 };
 pub use resilience::{ResilienceConfig, Resilient};
 pub use totp::{TotpProvider, TotpStore};

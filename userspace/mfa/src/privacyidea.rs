@@ -25,7 +25,8 @@ use serde::Deserialize;
 use url::Url;
 
 use crate::provider::{
-    Begin, DenyReason, Factor, MfaError, MfaProvider, MfaRequest, ProviderState, Verdict,
+    Begin, DenyReason, Factor, MfaError, MfaProvider, MfaRequest, ProviderState, PushStatus,
+    Verdict,
 };
 
 /// The prompt used when privacyIDEA sends no challenge text.
@@ -50,7 +51,7 @@ pub struct PrivacyIdeaConfig {
     pub ca_file: Option<PathBuf>,
     /// The limit for each HTTP request (connect included).
     pub timeout: Duration,
-    /// How often [`MfaProvider::wait_push`] asks whether the push was answered.
+    /// How often the server asks ([`MfaProvider::poll_push`]) whether the push was answered.
     pub poll_interval: Duration,
     /// The prompt used when the server sends none.
     pub default_prompt: String,
@@ -258,40 +259,27 @@ impl MfaProvider for PrivacyIdea {
         Ok(verdict)
     }
 
-    async fn wait_push(
+    async fn poll_push(
         &self,
         req: &MfaRequest,
         state: &ProviderState,
-        limit: Duration,
-    ) -> Result<Verdict, MfaError> {
+    ) -> Result<PushStatus, MfaError> {
         let transaction_id = self.transaction_id(state)?;
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            if remaining.is_zero() {
-                return Ok(Verdict::Deny(DenyReason::Timeout));
+        let reply = self.poll(transaction_id).await?;
+        if let Some(err) = &reply.result.error {
+            return Err(self.api_error(err, "/validate/polltransaction"));
+        }
+        let status = reply
+            .detail
+            .as_ref()
+            .and_then(|d| d.challenge_status.as_deref());
+        let answered = reply.result.value == Some(serde_json::Value::Bool(true));
+        match status {
+            Some("declined") | Some("cancelled") => {
+                return Ok(PushStatus::Answered(Verdict::Deny(DenyReason::UserDenied)))
             }
-            let Ok(reply) = tokio::time::timeout(remaining, self.poll(transaction_id)).await else {
-                return Ok(Verdict::Deny(DenyReason::Timeout));
-            };
-            let reply = reply?;
-            if let Some(err) = &reply.result.error {
-                return Err(self.api_error(err, "/validate/polltransaction"));
-            }
-            let status = reply
-                .detail
-                .as_ref()
-                .and_then(|d| d.challenge_status.as_deref());
-            let answered = reply.result.value == Some(serde_json::Value::Bool(true));
-            match status {
-                Some("declined") | Some("cancelled") => {
-                    return Ok(Verdict::Deny(DenyReason::UserDenied))
-                }
-                _ if answered => break,
-                _ => {}
-            }
-            let next = tokio::time::Instant::now() + self.cfg.poll_interval;
-            tokio::time::sleep_until(next.min(deadline)).await;
+            _ if answered => {}
+            _ => return Ok(PushStatus::Waiting),
         }
         // Answered: the final /validate/check with an empty pass turns it into an ACCEPT.
         let reply = self.check(&req.user, "", Some(transaction_id)).await?;
@@ -303,7 +291,11 @@ impl MfaProvider for PrivacyIdea {
             v => v,
         };
         tracing::debug!(provider = %self.cfg.name, user = %req.user, context = %req.context_id, ?verdict, "privacyIDEA push");
-        Ok(verdict)
+        Ok(PushStatus::Answered(verdict))
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.cfg.poll_interval
     }
 }
 

@@ -40,7 +40,7 @@ pub enum Factor {
 }
 
 /// Opaque per-login provider data (a transaction id, a session id, ...) that must come back
-/// unchanged with [`MfaProvider::verify_otp`] or [`MfaProvider::wait_push`]. Never logged.
+/// unchanged with [`MfaProvider::verify_otp`] or [`MfaProvider::poll_push`]. Never logged.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct ProviderState(pub Vec<u8>);
 
@@ -58,7 +58,7 @@ pub enum Begin {
         prompt: String,
         state: ProviderState,
     },
-    /// A push was sent; call `wait_push` with `state`.
+    /// A push was sent; poll for its answer with `state` ([`MfaProvider::poll_push`]).
     PushSent { state: ProviderState },
     /// The provider decided at once (e.g. a bypass configured at the provider).
     Decided(Verdict),
@@ -144,12 +144,60 @@ pub trait MfaProvider: Send + Sync {
         code: &str,
     ) -> Result<Verdict, MfaError>;
 
-    /// Waits (at most `limit`) for the answer to a push. `Ok(Verdict::Deny(Timeout))` when the
-    /// user did not answer in time.
+    /// Asks once whether a push was answered. One status call (which may be a long-poll where
+    /// the protocol has one, bounded by the provider's own settings); `Waiting` while the user
+    /// has not answered. The server decides when to ask again ([`poll_interval`]) and when to
+    /// give up, so a pending login costs no task and no timer between two polls.
+    ///
+    /// [`poll_interval`]: MfaProvider::poll_interval
+    async fn poll_push(
+        &self,
+        req: &MfaRequest,
+        state: &ProviderState,
+    ) -> Result<PushStatus, MfaError>;
+
+    /// The time to leave between two [`poll_push`](MfaProvider::poll_push) calls for one login.
+    fn poll_interval(&self) -> Duration;
+
+    /// The longest the service may hold one [`poll_push`](MfaProvider::poll_push) call before
+    /// answering `Waiting` (a long-poll); zero when it answers at once.
+    fn poll_hold(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    /// Waits (at most `limit`) for the answer to a push by polling:
+    /// `Ok(Verdict::Deny(Timeout))` when the user did not answer in time. Costs a task for the
+    /// whole wait: the server drives [`poll_push`](MfaProvider::poll_push) from its own timer
+    /// instead; this is for tools and tests.
     async fn wait_push(
         &self,
         req: &MfaRequest,
         state: &ProviderState,
         limit: Duration,
-    ) -> Result<Verdict, MfaError>;
+    ) -> Result<Verdict, MfaError> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Ok(Verdict::Deny(DenyReason::Timeout));
+            }
+            match tokio::time::timeout(remaining, self.poll_push(req, state)).await {
+                Err(_) => return Ok(Verdict::Deny(DenyReason::Timeout)),
+                Ok(Ok(PushStatus::Answered(v))) => return Ok(v),
+                Ok(Ok(PushStatus::Waiting)) => {}
+                Ok(Err(e)) => return Err(e),
+            }
+            let next = tokio::time::Instant::now() + self.poll_interval();
+            tokio::time::sleep_until(next.min(deadline)).await;
+        }
+    }
+}
+
+/// What one [`MfaProvider::poll_push`] call learnt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushStatus {
+    /// No answer yet.
+    Waiting,
+    /// The push was answered (or the provider gave up on it: `Deny(Timeout)`).
+    Answered(Verdict),
 }

@@ -15,9 +15,9 @@
 //! * [`verify_otp`](MfaProvider::verify_otp) is **never** retried: the provider may have counted
 //!   the code (consumed it, or counted a failure toward a lockout) before the answer was lost, and
 //!   a second check of the same code would then fail as a replay or count twice.
-//! * [`wait_push`](MfaProvider::wait_push) polls for an answer, which changes nothing at the
-//!   provider, so it is retried after `Unreachable` and `Timeout` while its limit lasts. A verdict
-//!   (allow, deny, no answer in time) is never retried: the push was answered or expired.
+//! * [`poll_push`](MfaProvider::poll_push) asks for an answer, which changes nothing at the
+//!   provider, so it is retried after `Unreachable` and `Timeout`. A verdict (allow, deny, no
+//!   answer in time) is never retried: the push was answered or expired.
 //! * Verdicts, `Protocol` and `Config` errors are never retried: asking again gets the same.
 //!
 //! Backoff is exponential (`backoff`, doubled each time, capped at `max_backoff`), with
@@ -27,9 +27,8 @@
 //! # Timeouts
 //!
 //! Every attempt of `begin` and `verify_otp` is bounded by `timeout` ([`MfaError::Timeout`]).
-//! `wait_push` has its own limit (a push waits 60-120 s): the inner provider is asked to wait for
-//! what is left of that limit and is cut off `timeout` later (it should have answered
-//! `Deny(Timeout)` itself by then).
+//! `poll_push` may be held by the service (a long-poll, [`MfaProvider::poll_hold`]): each attempt
+//! is cut off `timeout` after that hold. The server bounds the whole wait by the push deadline.
 //!
 //! # Circuit breaker
 //!
@@ -40,7 +39,7 @@
 //! success closes the breaker, its failure opens it for another period. A trial call that is
 //! cancelled lets the next call be the trial.
 //!
-//! `wait_push` is not refused by an open breaker, since its push is already on the user's phone
+//! `poll_push` is not refused by an open breaker, since its push is already on the user's phone
 //! and the wait is bounded; its outcomes still count (a successful poll closes the breaker).
 //!
 //! Time is tokio's, so tests run with `tokio::time::pause()`.
@@ -53,7 +52,7 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::time::Instant;
 
-use crate::{Begin, Factor, MfaError, MfaProvider, MfaRequest, ProviderState, Verdict};
+use crate::{Begin, Factor, MfaError, MfaProvider, MfaRequest, ProviderState, PushStatus, Verdict};
 
 /// Settings of [`Resilient`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -242,7 +241,7 @@ impl Drop for TrialGuard<'_> {
 enum RetryOn {
     /// Nothing was sent (begin).
     UnreachableOnly,
-    /// A read-only poll (wait_push).
+    /// A read-only poll (poll_push).
     UnreachableOrTimeout,
     /// Never (verify_otp).
     Never,
@@ -397,43 +396,44 @@ impl MfaProvider for Resilient {
         .await
     }
 
-    async fn wait_push(
+    async fn poll_push(
         &self,
         req: &MfaRequest,
         state: &ProviderState,
-        limit: Duration,
-    ) -> Result<Verdict, MfaError> {
-        let deadline = Instant::now() + limit;
+    ) -> Result<PushStatus, MfaError> {
         let mut retries = 0;
+        let cut_off = self.inner.poll_hold() + self.config.timeout;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let cut_off = left + self.config.timeout;
             // Not gated by the breaker (the push is out); the outcome still counts.
             let mut guard = TrialGuard {
                 breaker: &self.breaker,
                 armed: false,
             };
-            let result = tokio::time::timeout(cut_off, self.inner.wait_push(req, state, left))
+            let result = tokio::time::timeout(cut_off, self.inner.poll_push(req, state))
                 .await
                 .unwrap_or_else(|_| Err(self.timeout_error(cut_off)));
-            self.record(&result, &mut guard, "wait_push");
+            self.record(&result, &mut guard, "poll_push");
             match result {
                 Err(e)
                     if retries < self.config.retries
-                        && RetryOn::UnreachableOrTimeout.allows(&e)
-                        && Instant::now() < deadline =>
+                        && RetryOn::UnreachableOrTimeout.allows(&e) =>
                 {
-                    let delay = self
-                        .config
-                        .delay(retries)
-                        .min(deadline.saturating_duration_since(Instant::now()));
-                    tracing::warn!(provider = %self.inner.name(), op = "wait_push", error = %e, ?delay, "MFA call failed, retrying");
+                    let delay = self.config.delay(retries);
+                    tracing::warn!(provider = %self.inner.name(), op = "poll_push", error = %e, ?delay, "MFA call failed, retrying");
                     retries += 1;
                     tokio::time::sleep(delay).await;
                 }
                 other => return other,
             }
         }
+    }
+
+    fn poll_interval(&self) -> Duration {
+        self.inner.poll_interval()
+    }
+
+    fn poll_hold(&self) -> Duration {
+        self.inner.poll_hold()
     }
 }
 
@@ -452,9 +452,8 @@ mod tests {
     struct Fake {
         begins: Mutex<VecDeque<(Duration, Result<Begin, MfaError>)>>,
         verifies: Mutex<VecDeque<(Duration, Result<Verdict, MfaError>)>>,
-        waits: Mutex<VecDeque<(Duration, Result<Verdict, MfaError>)>>,
+        waits: Mutex<VecDeque<(Duration, Result<PushStatus, MfaError>)>>,
         calls: Mutex<Vec<&'static str>>,
-        wait_limits: Mutex<Vec<Duration>>,
     }
 
     fn pop<T>(q: &Mutex<VecDeque<(Duration, T)>>) -> Option<(Duration, T)> {
@@ -492,15 +491,19 @@ mod tests {
             self.calls.lock().unwrap().push("verify_otp");
             play(pop(&self.verifies)).await
         }
-        async fn wait_push(
+        async fn poll_push(
             &self,
             _req: &MfaRequest,
             _state: &ProviderState,
-            limit: Duration,
-        ) -> Result<Verdict, MfaError> {
-            self.calls.lock().unwrap().push("wait_push");
-            self.wait_limits.lock().unwrap().push(limit);
+        ) -> Result<PushStatus, MfaError> {
+            self.calls.lock().unwrap().push("poll_push");
             play(pop(&self.waits)).await
+        }
+        fn poll_interval(&self) -> Duration {
+            2 * S
+        }
+        fn poll_hold(&self) -> Duration {
+            5 * S
         }
     }
 
@@ -674,45 +677,67 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn wait_push_polls_again_within_its_limit() {
+    async fn poll_push_is_retried_and_cut_off_after_hold_plus_timeout() {
         let fake = Arc::new(Fake::default());
-        fake.waits
-            .lock()
-            .unwrap()
-            .extend([(S, Err(unreachable())), (5 * S, Ok(Verdict::Allow))]);
+        fake.waits.lock().unwrap().extend([
+            (S, Err(unreachable())),
+            (5 * S, Ok(PushStatus::Answered(Verdict::Allow))),
+        ]);
         let r = wrap(&fake, config());
         let st = ProviderState::default();
         let start = Instant::now();
-        assert_eq!(r.wait_push(&req(), &st, 60 * S).await, Ok(Verdict::Allow));
-        assert_eq!(start.elapsed(), S + 200 * MS + 5 * S);
-        // The second poll was given what was left of the limit.
         assert_eq!(
-            *fake.wait_limits.lock().unwrap(),
-            [60 * S, 60 * S - S - 200 * MS]
+            r.poll_push(&req(), &st).await,
+            Ok(PushStatus::Answered(Verdict::Allow))
         );
+        assert_eq!(start.elapsed(), S + 200 * MS + 5 * S);
+        assert_eq!(fake.calls(), 2);
 
-        // A verdict (no answer in time) is final.
+        // Waiting is an answer, not a failure: not retried.
         fake.waits
             .lock()
             .unwrap()
-            .push_back((60 * S, Ok(Verdict::Deny(DenyReason::Timeout))));
-        assert_eq!(
-            r.wait_push(&req(), &st, 60 * S).await,
-            Ok(Verdict::Deny(DenyReason::Timeout))
-        );
+            .push_back((S, Ok(PushStatus::Waiting)));
+        assert_eq!(r.poll_push(&req(), &st).await, Ok(PushStatus::Waiting));
         assert_eq!(fake.calls(), 3);
 
-        // A provider that ignores its limit is cut off after limit + timeout, not retried.
+        // A poll held longer than the provider's hold + timeout (5 s + 10 s) is cut off, and
+        // retried (it only reads) until the retries are spent: three attempts in all.
+        let start = Instant::now();
+        assert_eq!(
+            r.poll_push(&req(), &st).await,
+            Err(MfaError::Timeout {
+                provider: "fake".into(),
+                after: 15 * S
+            })
+        );
+        assert_eq!(
+            start.elapsed(),
+            15 * S + 200 * MS + 15 * S + 400 * MS + 15 * S
+        );
+        assert_eq!(fake.calls(), 6);
+
+        // The provided wait_push polls every poll_interval until an answer, within its limit.
+        fake.waits.lock().unwrap().extend([
+            (S, Ok(PushStatus::Waiting)),
+            (
+                S,
+                Ok(PushStatus::Answered(Verdict::Deny(DenyReason::UserDenied))),
+            ),
+        ]);
         let start = Instant::now();
         assert_eq!(
             r.wait_push(&req(), &st, 60 * S).await,
-            Err(MfaError::Timeout {
-                provider: "fake".into(),
-                after: 70 * S
-            })
+            Ok(Verdict::Deny(DenyReason::UserDenied))
         );
-        assert_eq!(start.elapsed(), 70 * S);
-        assert_eq!(fake.calls(), 4);
+        assert_eq!(start.elapsed(), S + 2 * S + S);
+        // ... and says Timeout when the limit passes first.
+        let start = Instant::now();
+        assert_eq!(
+            r.wait_push(&req(), &st, 3 * S).await,
+            Ok(Verdict::Deny(DenyReason::Timeout))
+        );
+        assert_eq!(start.elapsed(), 3 * S);
     }
 
     #[tokio::test(start_paused = true)]
@@ -837,10 +862,10 @@ mod tests {
             .push_back((Duration::ZERO, Err(unreachable())));
         assert!(r.begin(&req(), Factor::Push).await.is_err());
         assert_eq!(r.breaker_state(), BreakerState::Open);
-        fake.waits
-            .lock()
-            .unwrap()
-            .push_back((S, Ok(Verdict::Deny(DenyReason::UserDenied))));
+        fake.waits.lock().unwrap().push_back((
+            S,
+            Ok(PushStatus::Answered(Verdict::Deny(DenyReason::UserDenied))),
+        ));
         assert_eq!(
             r.wait_push(&req(), &ProviderState::default(), 60 * S).await,
             Ok(Verdict::Deny(DenyReason::UserDenied))

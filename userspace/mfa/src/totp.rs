@@ -52,7 +52,10 @@ use toml::Spanned;
 use toml_edit::{ArrayOfTables, DocumentMut, ImDocument, Item, Table};
 use zeroize::Zeroizing;
 
-use crate::{Begin, DenyReason, Factor, MfaError, MfaProvider, MfaRequest, ProviderState, Verdict};
+use crate::{
+    Begin, DenyReason, Factor, MfaError, MfaProvider, MfaRequest, ProviderState, PushStatus,
+    Verdict,
+};
 
 /// The prompt sent in the Access-Challenge.
 pub const PROMPT: &str = "Enter the verification code from your authenticator app";
@@ -1097,15 +1100,18 @@ impl MfaProvider for TotpProvider {
         Ok(self.verify_code(&req.user, code))
     }
 
-    async fn wait_push(
+    async fn poll_push(
         &self,
         _req: &MfaRequest,
         _state: &ProviderState,
-        _limit: Duration,
-    ) -> Result<Verdict, MfaError> {
-        Ok(Verdict::Deny(DenyReason::Other(
+    ) -> Result<PushStatus, MfaError> {
+        Ok(PushStatus::Answered(Verdict::Deny(DenyReason::Other(
             "push not supported by local TOTP".to_owned(),
-        )))
+        ))))
+    }
+
+    fn poll_interval(&self) -> Duration {
+        Duration::from_secs(1)
     }
 }
 

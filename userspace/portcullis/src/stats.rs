@@ -33,12 +33,34 @@ counters! {
     IdentifierReused => "identifier_reused",
     Dropped => "dropped",
     SendErrors => "send_errors",
+    MfaPushes => "mfa_pushes_sent",
+    MfaPolls => "mfa_status_polls",
+}
+
+/// Per-shard levels (not counters): summed over the shards when shown.
+#[derive(Debug, Clone, Copy)]
+pub enum Gauge {
+    /// Push logins waiting for their answer.
+    PendingLogins,
+    /// MFA provider calls running.
+    ProviderCalls,
+}
+
+impl Gauge {
+    const ALL: [Gauge; 2] = [Gauge::PendingLogins, Gauge::ProviderCalls];
+    fn label(self) -> &'static str {
+        match self {
+            Gauge::PendingLogins => "mfa_pending_logins",
+            Gauge::ProviderCalls => "mfa_provider_calls",
+        }
+    }
 }
 
 /// Per-shard counters, padded so two shards never share a cache line.
 #[repr(align(128))]
 pub struct ShardStats {
     counters: [AtomicU64; Counter::ALL.len()],
+    gauges: [AtomicU64; Gauge::ALL.len()],
     /// Drops by reason (unknown client, each decode error, bad authenticator, ...). Only the
     /// drop path touches it; the owning shard is the only writer, so the lock is uncontended.
     drops: Mutex<BTreeMap<&'static str, u64>>,
@@ -48,6 +70,7 @@ impl Default for ShardStats {
     fn default() -> Self {
         ShardStats {
             counters: std::array::from_fn(|_| AtomicU64::new(0)),
+            gauges: std::array::from_fn(|_| AtomicU64::new(0)),
             drops: Mutex::new(BTreeMap::new()),
         }
     }
@@ -70,6 +93,14 @@ impl ShardStats {
     pub fn get(&self, c: Counter) -> u64 {
         self.counters[c as usize].load(Ordering::Relaxed)
     }
+
+    pub fn set_gauge(&self, g: Gauge, value: usize) {
+        self.gauges[g as usize].store(value as u64, Ordering::Relaxed);
+    }
+
+    pub fn gauge(&self, g: Gauge) -> u64 {
+        self.gauges[g as usize].load(Ordering::Relaxed)
+    }
 }
 
 /// Sums the shards into `name value` lines (the control socket's format, stable for scripts).
@@ -78,6 +109,10 @@ pub fn render(shards: &[std::sync::Arc<ShardStats>]) -> String {
     for &c in Counter::ALL {
         let total: u64 = shards.iter().map(|s| s.get(c)).sum();
         let _ = writeln!(out, "{} {}", c.label(), total);
+    }
+    for g in Gauge::ALL {
+        let total: u64 = shards.iter().map(|s| s.gauge(g)).sum();
+        let _ = writeln!(out, "{} {}", g.label(), total);
     }
     let mut drops: BTreeMap<&'static str, u64> = BTreeMap::new();
     for s in shards {

@@ -123,6 +123,10 @@ pub struct MfaConfig {
     pub max_pending_per_client: usize,
     pub max_pending_per_user: usize,
     pub max_challenges: usize,
+    /// Provider calls (push sends and status polls) one shard runs at once.
+    pub max_provider_calls_per_shard: usize,
+    /// Status polls one shard sends per second, over all its pending pushes.
+    pub max_status_polls_per_second_per_shard: u32,
     pub providers: Vec<MfaProviderConfig>,
 }
 
@@ -314,6 +318,8 @@ struct RawMfa {
     max_pending_per_client: Option<Spanned<i64>>,
     max_pending_per_user: Option<Spanned<i64>>,
     max_challenges: Option<Spanned<i64>>,
+    max_provider_calls_per_shard: Option<Spanned<i64>>,
+    max_status_polls_per_second_per_shard: Option<Spanned<i64>>,
     #[serde(default, rename = "provider")]
     providers: Vec<Spanned<RawProvider>>,
 }
@@ -684,6 +690,21 @@ impl Cx<'_> {
                 50_000_000,
                 "mfa.max_challenges",
             )?,
+            max_provider_calls_per_shard: self.positive(
+                &m.max_provider_calls_per_shard,
+                256,
+                1,
+                100_000,
+                "mfa.max_provider_calls_per_shard",
+            )?,
+            max_status_polls_per_second_per_shard: u32::try_from(self.positive(
+                &m.max_status_polls_per_second_per_shard,
+                2000,
+                1,
+                1_000_000,
+                "mfa.max_status_polls_per_second_per_shard",
+            )?)
+            .unwrap_or(u32::MAX),
             providers,
         })
     }

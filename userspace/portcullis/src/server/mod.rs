@@ -9,6 +9,7 @@ pub mod clients;
 pub mod dedup;
 pub mod pipeline;
 pub mod primary;
+pub mod push_queue;
 pub mod reply;
 pub mod second_factor;
 pub mod shard;

@@ -27,6 +27,7 @@ use portcullis_proto::{verify_request, AttrType, Code, PacketBuilder, RawPacket,
 use super::clients::Client;
 use super::dedup::{DedupCache, Key, Lookup};
 use super::primary;
+use super::push_queue::{Job, PushQueue};
 use super::reply::{self, Answer, ReplyTo};
 use super::second_factor::{self as sf, Done, Effects, Final, Login, Waiter, WaiterInfo};
 use super::{ListenerKind, Shared};
@@ -80,6 +81,13 @@ struct Work {
     dedup: DedupCache,
     /// Logins of this shard waiting for a push answer.
     pending: sf::Pending,
+    /// When to send their pushes and poll the providers.
+    queue: PushQueue,
+    /// Provider calls to start (the shard spawns them after the current step).
+    spawn: Vec<sf::Task>,
+    /// Wakes the shard's timer early when a poll became due sooner than it planned.
+    wake: Arc<tokio::sync::Notify>,
+    planned_wake: Option<Instant>,
     reply: Vec<u8>,
     unknown_warned_at: Option<Instant>,
     unknown_since_warning: u64,
@@ -102,18 +110,21 @@ impl Pipeline {
         let current = shared.load_full();
         let m = &current.mfa.settings;
         let in_progress = m.push_timeout.max(m.challenge_timeout) + IN_PROGRESS_SLACK;
-        let limits = portcullis_pending::Limits {
-            max_entries: m.max_pending_per_shard,
-            max_per_client: m.max_pending_per_client,
-            max_per_user: m.max_pending_per_user,
-            ..Default::default()
-        };
+        let now = Instant::now();
         Pipeline {
             source: shared,
             work: Work {
                 stats,
                 dedup: DedupCache::new(dedup_window, in_progress, dedup_entries),
-                pending: sf::Pending::new(limits),
+                pending: sf::Pending::new(pending_limits(m)),
+                queue: PushQueue::new(
+                    m.max_provider_calls_per_shard,
+                    m.max_status_polls_per_second_per_shard,
+                    now,
+                ),
+                spawn: Vec::new(),
+                wake: Arc::new(tokio::sync::Notify::new()),
+                planned_wake: None,
                 reply: Vec::with_capacity(4096),
                 unknown_warned_at: None,
                 unknown_since_warning: 0,
@@ -127,7 +138,38 @@ impl Pipeline {
         let latest = self.source.load();
         if !Arc::ptr_eq(&latest, &self.current) {
             self.current = arc_swap::Guard::into_inner(latest);
+            // Pending logins survive a reload; their limits follow it.
+            let m = &self.current.mfa.settings;
+            self.work.pending.set_limits(pending_limits(m));
+            self.work.queue.set_limits(
+                m.max_provider_calls_per_shard,
+                m.max_status_polls_per_second_per_shard,
+            );
         }
+    }
+
+    /// Provider calls to start now (after a batch of datagrams was handled).
+    pub fn take_tasks(&mut self) -> Vec<sf::Task> {
+        std::mem::take(&mut self.work.spawn)
+    }
+
+    /// When [`tick`](Self::tick) must run next: the earliest push deadline or due poll.
+    /// The caller sleeps until then (or until [`waker`](Self::waker) fires) and says so.
+    pub fn next_wake(&mut self, now: Instant, at_latest: Instant) -> Instant {
+        let at = [
+            self.work.pending.next_deadline(),
+            self.work.queue.next_due(now),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(at_latest, Instant::min);
+        self.work.planned_wake = Some(at);
+        at
+    }
+
+    /// Fires when work became due earlier than the last [`next_wake`](Self::next_wake).
+    pub fn waker(&self) -> Arc<tokio::sync::Notify> {
+        self.work.wake.clone()
     }
 
     /// Handles one datagram received on listener `index`.
@@ -148,11 +190,14 @@ impl Pipeline {
     /// duplicate cache) and maybe a follow-up task.
     pub fn later(&mut self, done: Done, now: Instant) -> Effects {
         let mut fx = self.work.later(&self.current, done, now);
+        self.work.pump(now);
+        fx.tasks.append(&mut self.work.spawn);
         self.work.record(&mut fx, now);
         fx
     }
 
-    /// Once a second: answers pending logins whose deadline passed.
+    /// At [`next_wake`](Self::next_wake): answers pending logins whose deadline passed and
+    /// starts the provider calls that became due.
     pub fn tick(&mut self, now: Instant) -> Effects {
         let mut fx = Effects::default();
         for c in self.work.pending.expire(now) {
@@ -165,6 +210,8 @@ impl Pipeline {
                 );
             }
         }
+        self.work.pump(now);
+        fx.tasks.append(&mut self.work.spawn);
         self.work.record(&mut fx, now);
         fx
     }
@@ -188,6 +235,14 @@ impl Pipeline {
 
     pub fn pending_len(&self) -> usize {
         self.work.pending.len()
+    }
+
+    /// Publishes the pending-login and provider-call levels to the shard's stats.
+    pub fn publish_gauges(&self) {
+        use crate::stats::Gauge;
+        let stats = &self.work.stats;
+        stats.set_gauge(Gauge::PendingLogins, self.work.pending.len());
+        stats.set_gauge(Gauge::ProviderCalls, self.work.queue.in_flight());
     }
 
     /// Finishes a deferred (accounting) request once its record is durable, or not.
@@ -570,8 +625,7 @@ impl Work {
         match factor {
             portcullis_mfa::Factor::Otp => Access::Later(sf::begin_otp(Box::new(login))),
             portcullis_mfa::Factor::Push => match self.push(settings, login, now) {
-                PushStart::Task(t) => Access::Later(t),
-                PushStart::Joined => Access::Waiting,
+                PushStart::Started | PushStart::Joined => Access::Waiting,
                 PushStart::Refused(mut fx) => match fx.replies.pop() {
                     Some((_, bytes, _)) => {
                         self.reply = bytes;
@@ -597,7 +651,11 @@ impl Work {
             settings.push_timeout,
             now,
         ) {
-            Ok(Some(task)) => PushStart::Task(task),
+            Ok(Some(id)) => {
+                self.queue.begin(id);
+                self.pump(now);
+                PushStart::Started
+            }
             Ok(None) => PushStart::Joined,
             Err(refused) => {
                 let (info, why) = *refused;
@@ -746,13 +804,13 @@ impl Work {
                     Ok(portcullis_mfa::Begin::FactorUnavailable) => {
                         // No code-capable method: fall back to a push.
                         match self.push(settings, *login, now) {
-                            PushStart::Task(t) => fx.follow_up = Some(t),
-                            PushStart::Joined => {}
+                            PushStart::Started | PushStart::Joined => {}
                             PushStart::Refused(more) => fx.replies.extend(more.replies),
                         }
                     }
                     Ok(portcullis_mfa::Begin::PushSent { state }) => {
                         // The provider pushed instead of asking for a code: wait for that push.
+                        let interval = provider.inner.poll_interval();
                         match sf::adopt_push(
                             &mut self.pending,
                             *login,
@@ -760,7 +818,8 @@ impl Work {
                             settings.push_timeout,
                             now,
                         ) {
-                            Ok(t) => fx.follow_up = t,
+                            Ok(Some(id)) => self.poll_after(id, interval, now),
+                            Ok(None) => {}
                             Err(refused) => {
                                 let (info, why) = *refused;
                                 sf::reject(&info, why, &mut fx, &self.stats);
@@ -800,29 +859,106 @@ impl Work {
                     &mut fx,
                 );
             }
-            Done::Push { id, result } => {
-                // None: the entry expired (answered by tick) or was drained: a late answer.
-                if let Some(c) = self.pending.complete(id) {
-                    let provider = c.value.provider;
-                    let r = match result {
-                        Ok(sf::PushResult::Answered(v)) => Ok(portcullis_mfa::Begin::Decided(v)),
-                        Ok(sf::PushResult::NotSent(b)) => Ok(b),
-                        Err(e) => Err(e),
-                    };
-                    for w in c.waiters {
-                        self.final_for(
-                            settings,
-                            &w.payload.info,
-                            Some(&w.payload.grant),
-                            &provider,
-                            r.clone(),
-                            &mut fx,
-                        );
+            Done::PushBegun { id, result } => {
+                self.queue.finished();
+                match result {
+                    Ok(portcullis_mfa::Begin::PushSent { state }) => {
+                        // None: the entry expired while the push was being sent.
+                        self.stats.inc(Counter::MfaPushes);
+                        if let Some(v) = self.pending.value_mut(id) {
+                            let interval = v.provider.inner.poll_interval();
+                            v.state = Some(state);
+                            self.poll_after(id, interval, now);
+                        }
                     }
+                    other => self.resolve(settings, id, other, &mut fx),
+                }
+            }
+            Done::Polled { id, result } => {
+                self.queue.finished();
+                self.stats.inc(Counter::MfaPolls);
+                match result {
+                    Ok(portcullis_mfa::PushStatus::Waiting) => {
+                        if let Some(v) = self.pending.value(id) {
+                            let interval = v.provider.inner.poll_interval();
+                            self.poll_after(id, interval, now);
+                        }
+                    }
+                    Ok(portcullis_mfa::PushStatus::Answered(v)) => {
+                        self.resolve(settings, id, Ok(portcullis_mfa::Begin::Decided(v)), &mut fx)
+                    }
+                    Err(e) => self.resolve(settings, id, Err(e), &mut fx),
                 }
             }
         }
         fx
+    }
+
+    /// Answers every waiter of pending entry `id` with what the provider said. Nothing when
+    /// the entry is gone (expired and answered by `tick`, or drained): a late answer.
+    fn resolve(
+        &mut self,
+        settings: &crate::config::MfaConfig,
+        id: portcullis_pending::EntryId,
+        result: Result<portcullis_mfa::Begin, portcullis_mfa::MfaError>,
+        fx: &mut Effects,
+    ) {
+        if let Some(c) = self.pending.complete(id) {
+            let provider = c.value.provider;
+            for w in c.waiters {
+                self.final_for(
+                    settings,
+                    &w.payload.info,
+                    Some(&w.payload.grant),
+                    &provider,
+                    result.clone(),
+                    fx,
+                );
+            }
+        }
+    }
+
+    /// The next poll of pending entry `id`; wakes the shard's timer if that is sooner than
+    /// it planned.
+    fn poll_after(&mut self, id: portcullis_pending::EntryId, interval: Duration, now: Instant) {
+        self.queue.poll_after(id, interval, now);
+        if self.planned_wake.is_none_or(|p| now + interval < p) {
+            self.planned_wake = Some(now + interval);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Starts the provider calls the queue lets through now.
+    fn pump(&mut self, now: Instant) {
+        let pending = &self.pending;
+        while let Some(job) = self.queue.take(now, |id| pending.contains(id)) {
+            let (id, poll) = match job {
+                Job::Begin(id) => (id, false),
+                Job::Poll(id) => (id, true),
+            };
+            let (Some(v), Some(deadline)) = (pending.value(id), pending.deadline(id)) else {
+                self.queue.finished();
+                continue;
+            };
+            let task = match (&v.state, poll) {
+                (Some(state), true) => sf::poll_push(
+                    id,
+                    v.provider.clone(),
+                    v.request.clone(),
+                    state.clone(),
+                    deadline,
+                ),
+                (None, false) => {
+                    sf::begin_push(id, v.provider.clone(), v.request.clone(), deadline)
+                }
+                // A poll for a push not sent, or a second begin: cannot happen; never push twice.
+                _ => {
+                    self.queue.finished();
+                    continue;
+                }
+            };
+            self.spawn.push(task);
+        }
     }
 
     /// The final answer for a waiter, given what the provider said.
@@ -886,7 +1022,7 @@ impl Work {
 }
 
 enum PushStart {
-    Task(sf::Task),
+    Started,
     Joined,
     Refused(Effects),
 }
@@ -906,4 +1042,13 @@ fn context_id() -> String {
     let mut b = [0u8; 8];
     rand::thread_rng().fill_bytes(&mut b);
     hex::encode(b)
+}
+
+fn pending_limits(m: &crate::config::MfaConfig) -> portcullis_pending::Limits {
+    portcullis_pending::Limits {
+        max_entries: m.max_pending_per_shard,
+        max_per_client: m.max_pending_per_client,
+        max_per_user: m.max_pending_per_user,
+        ..Default::default()
+    }
 }

@@ -8,8 +8,11 @@
 //! - Push: the login goes into this shard's pending table *before* the provider is called, so
 //!   a retransmission (RFC 5080, dropped by the duplicate cache as in progress) or a new attempt
 //!   by the same user on the same NAS (joined as another waiter) never sends a second push.
-//!   When the provider answers, every waiter gets its own reply; when the deadline passes first,
-//!   the timer wheel answers them with Access-Reject.
+//!   The shard's [`PushQueue`](super::push_queue::PushQueue) then says when to send the push
+//!   and when to ask the provider again ([`begin_push`] and [`poll_push`] are the short tasks
+//!   that do it); between two polls a login is only its table entry. When the provider answers,
+//!   every waiter gets its own reply; when the deadline passes first, the timer wheel answers
+//!   them with Access-Reject.
 //!
 //! Provider failures follow the provider's fail mode: `secure` rejects, `safe` accepts on the
 //! first factor with an audit line saying so.
@@ -21,7 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use portcullis_auth::mschapv2::MsChapErrorCode;
-use portcullis_mfa::{Begin, DenyReason, Factor, MfaError, MfaRequest, Verdict};
+use portcullis_mfa::{Begin, DenyReason, Factor, MfaError, MfaRequest, PushStatus, Verdict};
 use portcullis_pending::{EntryId, LoginKey, RequestKey};
 
 use super::primary::Grant;
@@ -55,6 +58,8 @@ pub struct Waiter {
 pub struct PushLogin {
     pub provider: Arc<Provider>,
     pub request: MfaRequest,
+    /// The provider's handle on the push once it was sent.
+    pub state: Option<portcullis_mfa::ProviderState>,
 }
 
 pub type Pending = portcullis_pending::PendingTable<PushLogin, Waiter>;
@@ -80,24 +85,23 @@ pub enum Done {
         provider: Arc<Provider>,
         result: Result<Verdict, MfaError>,
     },
-    /// The push for a pending entry resolved (or `begin` did not lead to a push).
-    Push {
+    /// `begin(Push)` for a pending entry came back.
+    PushBegun {
         id: EntryId,
-        result: Result<PushResult, MfaError>,
+        result: Result<Begin, MfaError>,
+    },
+    /// One status poll for a pending entry came back.
+    Polled {
+        id: EntryId,
+        result: Result<PushStatus, MfaError>,
     },
 }
 
-pub enum PushResult {
-    Answered(Verdict),
-    /// `begin(Push)` answered something other than "push sent".
-    NotSent(Begin),
-}
-
-/// Replies to send, and a follow-up task, produced by a step of the machine.
+/// Replies to send, and tasks to start, produced by a step of the machine.
 #[derive(Default)]
 pub struct Effects {
     pub replies: Vec<(SocketAddr, Vec<u8>, Waiterless)>,
-    pub follow_up: Option<Task>,
+    pub tasks: Vec<Task>,
 }
 
 /// Dedup bookkeeping for a reply sent after a wait.
@@ -237,48 +241,47 @@ pub fn check_otp(info: WaiterInfo, cs: ChallengeState, code: String) -> Task {
     })
 }
 
-/// The task that sends a push and waits for its answer.
-pub fn push(
+/// The task that sends the push of pending entry `id` (cut off at the login's deadline,
+/// when the entry is answered by the timer wheel anyway).
+pub fn begin_push(
     id: EntryId,
     provider: Arc<Provider>,
     request: MfaRequest,
-    limit: std::time::Duration,
+    deadline: Instant,
 ) -> Task {
     Box::pin(async move {
-        let result = match provider.inner.begin(&request, Factor::Push).await {
-            Ok(Begin::PushSent { state }) => provider
-                .inner
-                .wait_push(&request, &state, limit)
-                .await
-                .map(PushResult::Answered),
-            Ok(other) => Ok(PushResult::NotSent(other)),
-            Err(e) => Err(e),
+        let call = provider.inner.begin(&request, Factor::Push);
+        let result = match tokio::time::timeout_at(deadline.into(), call).await {
+            Ok(r) => r,
+            Err(_) => Err(MfaError::Timeout {
+                provider: provider.name.clone(),
+                after: std::time::Duration::ZERO,
+            }),
         };
-        Done::Push { id, result }
+        Done::PushBegun { id, result }
     })
 }
 
-/// The task that only waits for a push the provider already sent (e.g. Entra answers an OTP
-/// request for a push-only user by pushing): nothing is sent again.
-pub fn wait_only(
+/// The task that asks once whether the push of pending entry `id` was answered.
+pub fn poll_push(
     id: EntryId,
     provider: Arc<Provider>,
     request: MfaRequest,
     state: portcullis_mfa::ProviderState,
-    limit: std::time::Duration,
+    deadline: Instant,
 ) -> Task {
     Box::pin(async move {
-        let result = provider
-            .inner
-            .wait_push(&request, &state, limit)
+        let call = provider.inner.poll_push(&request, &state);
+        // Past the deadline the entry is gone (answered by the wheel): nothing to learn.
+        let result = tokio::time::timeout_at(deadline.into(), call)
             .await
-            .map(PushResult::Answered);
-        Done::Push { id, result }
+            .unwrap_or(Ok(PushStatus::Waiting));
+        Done::Polled { id, result }
     })
 }
 
-/// Puts a login whose push is already on its way into the pending table, and returns the task
-/// that waits for the answer (never sends one). On refusal (a limit) the caller answers with the
+/// Puts a login whose push is already on its way into the pending table and returns its
+/// entry (to be polled, never pushed again). On refusal (a limit) the caller answers with the
 /// returned reason.
 pub fn adopt_push(
     pending: &mut Pending,
@@ -286,25 +289,25 @@ pub fn adopt_push(
     state: portcullis_mfa::ProviderState,
     timeout: std::time::Duration,
     now: Instant,
-) -> Result<Option<Task>, Box<(WaiterInfo, &'static str)>> {
+) -> Result<Option<EntryId>, Box<(WaiterInfo, &'static str)>> {
     enter(pending, login, Some(state), false, timeout, now)
 }
 
 /// Puts a login into the pending table (or joins the pending one of the same user on the same
-/// NAS) and returns the push task to run, if a new push must be sent. On refusal (a limit) the
-/// caller answers the request with the returned reason.
+/// NAS). `Some(entry)`: a new entry whose push must be sent; `None`: joined. On refusal (a
+/// limit) the caller answers the request with the returned reason.
 pub fn start_push(
     pending: &mut Pending,
     login: Login,
     join: bool,
     timeout: std::time::Duration,
     now: Instant,
-) -> Result<Option<Task>, Box<(WaiterInfo, &'static str)>> {
+) -> Result<Option<EntryId>, Box<(WaiterInfo, &'static str)>> {
     enter(pending, login, None, join, timeout, now)
 }
 
-/// The pending-table entry of a push login: join one of the same login when allowed, else begin
-/// one, and return the task that sends the push (`sent` = None) or only waits for it.
+/// The pending-table entry of a push login: join one of the same login when allowed, else
+/// make one (holding the provider's handle if the push is already out).
 fn enter(
     pending: &mut Pending,
     login: Login,
@@ -312,7 +315,7 @@ fn enter(
     join: bool,
     timeout: std::time::Duration,
     now: Instant,
-) -> Result<Option<Task>, Box<(WaiterInfo, &'static str)>> {
+) -> Result<Option<EntryId>, Box<(WaiterInfo, &'static str)>> {
     let Login {
         waiter,
         provider,
@@ -337,14 +340,12 @@ fn enter(
         };
     }
     let value = PushLogin {
-        provider: provider.clone(),
-        request: request.clone(),
+        provider,
+        request,
+        state: sent,
     };
     match pending.begin(lk, rk, waiter, value, now + timeout, now) {
-        Ok(id) => Ok(Some(match sent {
-            Some(state) => wait_only(id, provider, request, state, timeout),
-            None => push(id, provider, request, timeout),
-        })),
+        Ok(id) => Ok(Some(id)),
         Err(r) => Err(Box::new((info, r.reason()))),
     }
 }

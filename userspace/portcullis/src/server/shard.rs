@@ -86,20 +86,32 @@ pub fn run(p: ShardParams) -> std::io::Result<()> {
                 sockets.clone(),
             )));
         }
-        // Once a second: pending second-factor logins whose deadline passed are answered.
+        // The shard's timer: pending second-factor logins whose deadline passed are answered,
+        // and provider calls (pushes, status polls) start when due. It sleeps until the
+        // pipeline's next wake (at most a second), or until the pipeline says work became due
+        // sooner.
         let ticker = {
             let pipeline = pipeline.clone();
             let sockets = sockets.clone();
             let stats = p.stats.clone();
             let cancel = p.cancel.clone();
+            let waker = pipeline.borrow().waker();
             tokio::task::spawn_local(async move {
-                let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
                 loop {
+                    let now = Instant::now();
+                    let at = pipeline
+                        .borrow_mut()
+                        .next_wake(now, now + std::time::Duration::from_secs(1));
                     tokio::select! {
                         _ = cancel.cancelled() => return,
-                        _ = every.tick() => {}
+                        _ = tokio::time::sleep_until(at.into()) => {}
+                        _ = waker.notified() => {}
                     }
                     let fx = pipeline.borrow_mut().tick(Instant::now());
+                    pipeline.borrow().publish_gauges();
+                    for task in fx.tasks {
+                        spawn_later(task, &pipeline, &sockets, &stats);
+                    }
                     send_effects(&sockets, fx.replies, &stats).await;
                 }
             })
@@ -152,22 +164,35 @@ async fn send_effects(
     }
 }
 
-/// Runs a second-factor task and its follow-ups, sending the replies they produce.
+/// Runs a second-factor task as a local task of the shard.
+fn spawn_later(
+    task: super::second_factor::Task,
+    pipeline: &Rc<RefCell<Pipeline>>,
+    fds: &Sockets,
+    stats: &Arc<ShardStats>,
+) {
+    tokio::task::spawn_local(run_later(
+        task,
+        pipeline.clone(),
+        fds.clone(),
+        stats.clone(),
+    ));
+}
+
+/// Runs a second-factor task, hands its result to the pipeline, starts the calls that
+/// follow and sends the replies they produce.
 async fn run_later(
-    mut task: super::second_factor::Task,
+    task: super::second_factor::Task,
     pipeline: Rc<RefCell<Pipeline>>,
     fds: Sockets,
     stats: Arc<ShardStats>,
 ) {
-    loop {
-        let done = task.await;
-        let fx = pipeline.borrow_mut().later(done, Instant::now());
-        send_effects(&fds, fx.replies, &stats).await;
-        match fx.follow_up {
-            Some(next) => task = next,
-            None => return,
-        }
+    let done = task.await;
+    let fx = pipeline.borrow_mut().later(done, Instant::now());
+    for next in fx.tasks {
+        spawn_later(next, &pipeline, &fds, &stats);
     }
+    send_effects(&fds, fx.replies, &stats).await;
 }
 
 /// Requests of this shard waiting for something (accounting durability) before their answer.
@@ -229,14 +254,7 @@ async fn socket_loop(
                     match pl.handle(index, kind, d.from, d.data, d.oversize, now) {
                         Outcome::Reply(bytes) => tx.push(d.from, bytes),
                         Outcome::Dropped | Outcome::Waiting => {}
-                        Outcome::Later(task) => {
-                            tokio::task::spawn_local(run_later(
-                                task,
-                                pipeline.clone(),
-                                fds.clone(),
-                                stats.clone(),
-                            ));
-                        }
+                        Outcome::Later(task) => spawn_later(task, &pipeline, &fds, &stats),
                         Outcome::AfterDurable(deferred) => {
                             inflight.count.set(inflight.count.get() + 1);
                             let inflight = inflight.clone();
@@ -260,6 +278,9 @@ async fn socket_loop(
                             });
                         }
                     }
+                }
+                for task in pl.take_tasks() {
+                    spawn_later(task, &pipeline, &fds, &stats);
                 }
             }
             flush(&fd, &mut tx, &stats).await;
