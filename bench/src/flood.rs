@@ -7,18 +7,46 @@
 //! removes it). The bench enters the namespace with `setns(2)` before it opens any socket, and
 //! starts each server there with `ip netns exec`, so no packet leaves the namespace.
 //!
-//! Three runs, each with a fresh server (one shard, pinned to --server-cpu), whose only client
-//! is 127.0.0.1/32 with Message-Authenticator required:
+//! Runs, each with a fresh server (one shard, pinned to --server-cpu), whose only client is
+//! 127.0.0.1/32 with Message-Authenticator required:
+//! (s) with `--rate P%` (the default is 50 %): PAP alone, XDP on, closed loop, to measure the
+//!     saturation rate the open-loop rate is a share of;
 //! (a) PAP alone, XDP on (`mode = "generic"` on `lo`, `required = true`);
 //! (b) PAP and the flood, XDP on;
 //! (c) PAP and the flood, XDP off.
+//! (a) to (c) send PAP as an open loop at one fixed rate, latency measured from each
+//! request's due time. "Within 10 % of the no-flood value" then means: the legitimate rate is
+//! still served ((b) achieved / (a) achieved), without loss, and with p99 latency shown beside.
 //!
-//! The flood is one thread (pinned to --flood-cpu, by default the load generator's CPU) that
-//! sends, with `sendmmsg` batches and as fast as it can, alternately a batch of correctly
-//! signed Access-Requests from the unknown source 127.1.0.1 and a batch of Access-Requests
-//! from the known source signed with the wrong secret (bad Message-Authenticator). It runs
-//! through the warm-up and the measured interval and stops at the end of the measured interval,
-//! at its deadline or after --flood-max packets, whichever comes first.
+//! The flood is one thread that sends, with `sendmmsg` batches and as fast as it can,
+//! alternately a batch of correctly signed Access-Requests from the unknown source 127.1.0.1
+//! and a batch of Access-Requests from the known source signed with the wrong secret (bad
+//! Message-Authenticator). It runs through the warm-up and the measured interval and stops at
+//! the end of the measured interval, at its deadline or after --flood-max packets, whichever
+//! comes first.
+//!
+//! # What makes the comparison fair, on a 2-core machine
+//!
+//! - The flood thread is pinned to --flood-cpu (by default the load generator's CPU, the only
+//!   one not the server's) with the `SCHED_IDLE` policy: it takes every cycle the legitimate
+//!   client leaves, so it sends at the highest rate the machine can while the client still
+//!   keeps its schedule (its own lag is reported: `send lag`). With a closed loop the flood
+//!   would instead slow the legitimate client down, and the client, not the server, would set
+//!   the legitimate rate.
+//! - Where the receive work lands: on loopback the kernel's receive processing (and the
+//!   generic-mode XDP program inside it) runs on the *sending* CPU, so by default the flood's
+//!   kernel cost, with or without XDP, would be paid by the flood thread's core and never by the
+//!   server's. `--flood-rx server` (the default) turns on RPS on the namespace's `lo` so that
+//!   receive processing runs on the server's CPU, like a one-core appliance whose NIC interrupts
+//!   land on its only core: XDP's drops, and without XDP the kernel's UDP receive of every
+//!   forged datagram, then compete with the server's worker for that core.
+//!   `--flood-rx sender` keeps loopback's default and shows the userspace side alone.
+//! - Generic (SKB) mode is what loopback offers: the kernel has built an skb for every
+//!   datagram before XDP sees it. Native XDP on a NIC drops before any skb exists and costs
+//!   much less per packet, so these numbers are a pessimistic bound for XDP.
+//! - Server CPU is reported as the server process's time (the worker; "worker CPU spent on the
+//!   flood" = (b) or (c) minus (a)) and, separately, the softirq time of the server's CPU
+//!   (kernel receive processing, XDP included).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -35,11 +63,12 @@ use anyhow::{bail, Context, Result};
 use portcullis_proto::SharedSecret;
 use serde::Serialize;
 
-use crate::load::{self, LoadConfig, Mark};
+use crate::load::LoadConfig;
 use crate::report::Report;
 use crate::request::{Expect, Generator, Users};
+use crate::runner::{self, Target};
 use crate::server::{OwnServer, ServerOpts};
-use crate::{parse_cpu_list, portcullis_bin, procfs, udp, Cli, Scenario};
+use crate::{parse_cpu_list, portcullis_bin, udp, Cli, Rate, Scenario};
 use crate::{OWN_SECRET, TIMEOUT, WARMUP};
 
 /// Longest measured interval of one flood run, seconds.
@@ -60,6 +89,20 @@ const COUNTERS: [&str; 5] = [
 ];
 /// The throughput ratio (flood, XDP on) / (no flood) the XDP issue asks for.
 const TARGET_RATIO: f64 = 0.9;
+/// Before each run, the longest wait for the pinned CPUs to be free of other work.
+const QUIET_WAIT: Duration = Duration::from_secs(120);
+/// The open-loop rate without `--rate`: this share of the saturation rate.
+const DEFAULT_SHARE: f64 = 0.5;
+
+/// Where the kernel's receive processing of the namespace's loopback traffic runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RxCpu {
+    /// On the server's CPU (RPS on `lo`), as on a one-core appliance.
+    Server,
+    /// On the sending CPU (loopback's default).
+    Sender,
+}
 
 /// A network namespace of our own, deleted when dropped.
 struct Netns {
@@ -92,6 +135,17 @@ impl Netns {
         ns.exec(&["ip", "link", "set", "lo", "up"])?;
         ns.exec(&["ip", "addr", "add", "127.1.0.1/32", "dev", "lo"])?;
         Ok(ns)
+    }
+
+    /// Steers the receive processing of the namespace's `lo` to `cpus` (RPS). `ip netns exec`
+    /// mounts the namespace's own sysfs, so this touches only our `lo`.
+    fn steer_rx(&self, cpus: &[usize]) -> Result<()> {
+        let mask: u128 = cpus
+            .iter()
+            .filter(|&&c| c < 128)
+            .fold(0, |m, &c| m | (1u128 << c));
+        let cmd = format!("echo {mask:x} > /sys/class/net/lo/queues/rx-0/rps_cpus");
+        self.exec(&["sh", "-c", &cmd])
     }
 
     fn exec(&self, args: &[&str]) -> Result<()> {
@@ -168,6 +222,17 @@ fn flood_socket(source: Ipv4Addr, target: SocketAddr) -> Result<UdpSocket> {
     Ok(s)
 }
 
+/// Gives the calling thread the `SCHED_IDLE` policy: it runs only when nothing else on its CPU
+/// wants to.
+fn idle_priority() -> Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `param` is a live sched_param.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+        bail!("{}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The flood loop (runs on its own thread).
 #[allow(clippy::too_many_arguments)]
 fn flood(
@@ -216,7 +281,8 @@ pub struct FloodRun {
     pub flood: bool,
     /// The legitimate PAP load.
     pub pap: Report,
-    /// Flood packets sent in the measured interval, and per second.
+    /// Flood packets per second over the load run (warm-up and measured interval), and the
+    /// packets that rate makes in the measured interval.
     pub flood_sent: u64,
     pub flood_pps: f64,
     /// Flood packets sent in the whole run (warm-up included), by kind.
@@ -226,6 +292,11 @@ pub struct FloodRun {
     pub flood_send_errors: u64,
     /// The server's counters at the end of the run (0 when absent).
     pub counters: BTreeMap<String, u64>,
+    /// Datagrams the kernel dropped on the way in during the run: /proc/net/softnet_stat
+    /// `dropped` (per-CPU backlog full, RPS) and /proc/net/snmp `Udp: RcvbufErrors` (socket
+    /// receive queue full) of the namespace.
+    pub kernel_backlog_drops: u64,
+    pub udp_rcvbuf_errors: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -234,20 +305,32 @@ pub struct FloodReport {
     pub server_cpu: String,
     pub client_cpu: String,
     pub flood_cpu: String,
-    /// The flood thread shares a CPU with the load generator.
+    /// The flood thread shares a CPU with the load generator (it runs with SCHED_IDLE).
     pub flood_shares_client_cpu: bool,
+    /// Where the kernel's receive processing (and generic XDP) ran.
+    pub rx_cpu: RxCpu,
+    /// The saturation rate measured first (closed loop, no flood, XDP on), when `--rate` was a
+    /// share of it.
+    pub saturation_per_s: Option<f64>,
+    /// The legitimate open-loop rate of runs (a) to (c).
+    pub legit_rate_per_s: f64,
     pub runs: Vec<FloodRun>,
     /// Legitimate throughput (b) / (a): flood with XDP on vs no flood.
     pub ratio_flood_xdp_on: f64,
     /// Legitimate throughput (c) / (a): flood with XDP off vs no flood.
     pub ratio_flood_xdp_off: f64,
     pub target_ratio: f64,
+    /// Server process CPU (% of a core) spent on the flood: (b) − (a) and (c) − (a).
+    pub worker_cpu_on_flood_xdp_on: Option<f64>,
+    pub worker_cpu_on_flood_xdp_off: Option<f64>,
 }
 
 struct RunSpec {
     name: &'static str,
     xdp: bool,
     flood: bool,
+    /// Open loop at this rate; `None`: closed loop (the saturation run).
+    rate: Option<f64>,
 }
 
 struct Ctx<'a> {
@@ -259,8 +342,33 @@ struct Ctx<'a> {
     unknown_pkts: &'a [Vec<u8>],
     forged_pkts: &'a [Vec<u8>],
     client_cpus: &'a [usize],
+    server_cpus: &'a [usize],
     flood_cpus: &'a [usize],
-    shards: usize,
+}
+
+/// Sum of the `dropped` column (the second) of /proc/net/softnet_stat, all CPUs.
+fn softnet_dropped() -> u64 {
+    std::fs::read_to_string("/proc/net/softnet_stat")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter_map(|v| u64::from_str_radix(v, 16).ok())
+        .sum()
+}
+
+/// `Udp: RcvbufErrors` of /proc/net/snmp (of the calling thread's network namespace).
+fn udp_rcvbuf_errors() -> u64 {
+    let text = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap_or_default();
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "RcvbufErrors")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
@@ -271,21 +379,26 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
         "[xdp]\nmode = \"off\"\n"
     };
     eprintln!(
-        "[bench] run {}: XDP {}, flood {}",
+        "[bench] run {}: XDP {}, flood {}, PAP {}",
         spec.name,
         if spec.xdp { "on (generic, lo)" } else { "off" },
-        if spec.flood { "on" } else { "off" }
+        if spec.flood { "on" } else { "off" },
+        match spec.rate {
+            Some(r) => format!("open loop at {r:.0}/s"),
+            None => format!("closed loop, window {}", cli.window),
+        }
     );
     let server = OwnServer::start_with(
         ctx.bin,
         &cli.server_cpu,
-        ctx.shards,
+        ctx.server_cpus.len(),
         cli.users,
         OWN_SECRET,
         &ServerOpts {
             netns: Some(ctx.ns.name.clone()),
             client_address: "127.0.0.1/32".to_owned(),
             xdp: xdp.to_owned(),
+            ..ServerOpts::default()
         },
     )?;
     let active = server.stats()?.get("xdp.active").cloned();
@@ -301,8 +414,17 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
         warmup: WARMUP,
         duration: Duration::from_secs(cli.duration),
         timeout: TIMEOUT,
+        rate: spec.rate,
+        label: format!("run {}", spec.name),
     };
 
+    let mut watched: Vec<usize> = ctx.client_cpus.to_vec();
+    watched.extend(ctx.server_cpus);
+    watched.extend(ctx.flood_cpus);
+    watched.sort_unstable();
+    watched.dedup();
+    // Before the flood starts: other processes on a shared machine disturb the run.
+    runner::wait_quiet(&watched, QUIET_WAIT);
     let stop = Arc::new(AtomicBool::new(false));
     let counts = Arc::new(FloodCounts::default());
     let flooder = if spec.flood {
@@ -319,6 +441,7 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
                 .name("flood".into())
                 .spawn(move || -> Result<()> {
                     udp::pin_current_thread(&cpus).context("cannot pin the flood thread")?;
+                    idle_priority().context("cannot give the flood thread SCHED_IDLE")?;
                     flood(
                         &unknown,
                         &forged,
@@ -336,36 +459,20 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
         None
     };
 
-    let mut watched: Vec<usize> = ctx.client_cpus.to_vec();
-    watched.extend(parse_cpu_list(&cli.server_cpu)?);
-    watched.extend(ctx.flood_cpus);
-    watched.sort_unstable();
-    watched.dedup();
-    let mut server_cpu = (None, None);
-    let mut client_cpu = (None, None);
-    let mut busy = (None, None);
-    let mut flood_at = (0u64, 0u64);
-    let mut generator = Generator::new(Scenario::Pap, ctx.secret, ctx.users, Expect::Accept);
-    let result = load::run(&cfg, &mut generator, ctx.secret, ctx.users, |m| {
-        let s = server.cpu_seconds().ok();
-        let c = procfs::process_cpu_seconds("/proc/self/stat").ok();
-        let all = procfs::cpus_busy_seconds(&watched).ok();
-        match m {
-            Mark::MeasureStart => {
-                server_cpu.0 = s;
-                client_cpu.0 = c;
-                busy.0 = all;
-                flood_at.0 = counts.total();
-            }
-            Mark::MeasureEnd => {
-                server_cpu.1 = s;
-                client_cpu.1 = c;
-                busy.1 = all;
-                flood_at.1 = counts.total();
-                stop.store(true, Ordering::Relaxed);
-            }
-        }
-    });
+    let t = Target {
+        server: "portcullis",
+        pid: Some(server.pid()),
+        ma_anywhere: false,
+        status_expect: Expect::Accept,
+        server_cpus: ctx.server_cpus,
+        watched: &watched,
+    };
+    let (backlog0, rcvbuf0) = (softnet_dropped(), udp_rcvbuf_errors());
+    let flood_start = counts.total();
+    let t0 = Instant::now();
+    let result = runner::measure(&cfg, Scenario::Pap, ctx.secret, ctx.users, &t);
+    let flood_end = counts.total();
+    let ran = t0.elapsed();
     stop.store(true, Ordering::Relaxed);
     if let Some(h) = flooder {
         match h.join() {
@@ -373,9 +480,10 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
             Err(_) => bail!("the flood thread panicked"),
         }
     }
-    let result = result?;
+    let pap = result?;
     // Let the last flood packets reach the counters.
     thread::sleep(Duration::from_millis(200));
+    let (backlog1, rcvbuf1) = (softnet_dropped(), udp_rcvbuf_errors());
     let stats = server.stats()?;
     let counters: BTreeMap<String, u64> = COUNTERS
         .iter()
@@ -384,17 +492,6 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
             (k.to_owned(), v)
         })
         .collect();
-
-    let secs = result.measured.as_secs_f64();
-    let percent = |(a, b): (Option<f64>, Option<f64>)| match (a, b) {
-        (Some(a), Some(b)) if secs > 0.0 => Some((b - a) / secs * 100.0),
-        _ => None,
-    };
-    let server_cpu = percent(server_cpu);
-    let client_cpu = percent(client_cpu);
-    let other_cpu =
-        percent(busy).map(|b| (b - server_cpu.unwrap_or(0.0) - client_cpu.unwrap_or(0.0)).max(0.0));
-    let rss = server.rss_bytes().ok();
     let log = server.stop().context("stopping the server")?.log;
     if !log.trim().is_empty() {
         eprintln!("[bench] the server logged (level warn):");
@@ -402,31 +499,27 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
             eprintln!("  {l}");
         }
     }
-    let pap = Report::new(
-        Scenario::Pap,
-        &cfg,
-        &result,
-        server_cpu,
-        client_cpu,
-        other_cpu,
-        rss,
-    );
-    let flood_sent = flood_at.1.saturating_sub(flood_at.0);
+    // The flood runs from before the warm-up to the end of the measured interval; its rate
+    // over the whole load run is its rate in the measured interval to within the warm-up's
+    // start-up.
+    let pps = if ran.as_secs_f64() > 0.0 {
+        flood_end.saturating_sub(flood_start) as f64 / ran.as_secs_f64()
+    } else {
+        0.0
+    };
     Ok(FloodRun {
         name: spec.name,
         xdp: spec.xdp,
         flood: spec.flood,
+        flood_sent: (pps * pap.duration_s) as u64,
+        flood_pps: pps,
         pap,
-        flood_sent,
-        flood_pps: if secs > 0.0 {
-            flood_sent as f64 / secs
-        } else {
-            0.0
-        },
         flood_unknown_source_total: counts.unknown.load(Ordering::Relaxed),
         flood_bad_ma_total: counts.bad_ma.load(Ordering::Relaxed),
         flood_send_errors: counts.errors.load(Ordering::Relaxed),
         counters,
+        kernel_backlog_drops: backlog1.saturating_sub(backlog0),
+        udp_rcvbuf_errors: rcvbuf1.saturating_sub(rcvbuf0),
     })
 }
 
@@ -435,20 +528,23 @@ fn table(runs: &[FloodRun]) -> String {
         "run",
         "XDP",
         "flood",
+        "load",
         "req/s",
         "p50 µs",
         "p99 µs",
+        "p99.9 µs",
         "lost",
         "wrong",
-        "flood sent",
         "flood pps",
         "srv CPU %",
+        "srv softirq %",
         "cli CPU %",
-        "other %",
         "xdp unk",
         "xdp bad MA",
         "us unk",
         "us bad MA",
+        "backlog drop",
+        "rcvbuf err",
     ];
     let c = |r: &FloodRun, k: &str| r.counters.get(k).copied().unwrap_or(0).to_string();
     let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
@@ -459,20 +555,23 @@ fn table(runs: &[FloodRun]) -> String {
                 r.name.to_owned(),
                 if r.xdp { "on" } else { "off" }.to_owned(),
                 if r.flood { "yes" } else { "no" }.to_owned(),
+                r.pap.mode_text(),
                 format!("{:.0}", r.pap.requests_per_s),
                 r.pap.latency_us.p50.to_string(),
                 r.pap.latency_us.p99.to_string(),
+                r.pap.latency_us.p99_9.to_string(),
                 r.pap.lost.to_string(),
                 r.pap.wrong.to_string(),
-                r.flood_sent.to_string(),
                 format!("{:.0}", r.flood_pps),
                 opt(r.pap.server_cpu_percent),
+                opt(r.pap.server_cpus_softirq_percent),
                 opt(r.pap.client_cpu_percent),
-                opt(r.pap.other_cpu_percent),
                 c(r, "xdp.lo.drop_unknown_client_v4"),
                 c(r, "xdp.lo.drop_bad_ma"),
                 c(r, "drop.unknown_client"),
                 c(r, "drop.bad_message_authenticator"),
+                r.kernel_backlog_drops.to_string(),
+                r.udp_rcvbuf_errors.to_string(),
             ]
         })
         .collect();
@@ -501,7 +600,7 @@ fn table(runs: &[FloodRun]) -> String {
     out
 }
 
-/// Runs the three runs; `Ok(false)` when one found wrong replies or none at all.
+/// Runs the runs; `Ok(false)` when one found wrong replies or none at all.
 pub fn run(cli: &Cli) -> Result<bool> {
     if cli.server.is_some() {
         bail!("--scenario flood starts its own servers: --server is not supported");
@@ -532,10 +631,14 @@ pub fn run(cli: &Cli) -> Result<bool> {
     let forged_pkts = build_packets(&forged_secret, &users, FLOOD_BATCH)?;
 
     let ns = Netns::create()?;
+    if cli.flood_rx == RxCpu::Server {
+        ns.steer_rx(&server_cpus)
+            .context("cannot steer lo's receive processing (RPS) to the server CPU")?;
+    }
     ns.enter()?;
     eprintln!(
         "[bench] flood scenario in network namespace {}: server on CPU {}, PAP load on CPU {}, \
-         flood thread on CPU {}{}",
+         flood thread on CPU {}{} (SCHED_IDLE), receive processing on the {} CPU",
         ns.name,
         cli.server_cpu,
         cli.client_cpu,
@@ -544,6 +647,10 @@ pub fn run(cli: &Cli) -> Result<bool> {
             " (shared with the PAP load generator)"
         } else {
             ""
+        },
+        match cli.flood_rx {
+            RxCpu::Server => "server's",
+            RxCpu::Sender => "sending",
         }
     );
     udp::pin_current_thread(&client_cpus)
@@ -557,31 +664,47 @@ pub fn run(cli: &Cli) -> Result<bool> {
         unknown_pkts: &unknown_pkts,
         forged_pkts: &forged_pkts,
         client_cpus: &client_cpus,
+        server_cpus: &server_cpus,
         flood_cpus: &flood_cpus,
-        shards: server_cpus.len(),
     };
-    let specs = [
-        RunSpec {
-            name: "a",
-            xdp: true,
-            flood: false,
-        },
-        RunSpec {
-            name: "b",
-            xdp: true,
-            flood: true,
-        },
-        RunSpec {
-            name: "c",
-            xdp: false,
-            flood: true,
-        },
-    ];
-    let mut runs = Vec::with_capacity(specs.len());
-    for spec in &specs {
-        runs.push(one_run(&ctx, spec)?);
+    let mut runs = Vec::with_capacity(4);
+    let (saturation, rate) = match cli.rate.unwrap_or(Rate::OfSaturation(DEFAULT_SHARE)) {
+        Rate::PerSecond(r) => (None, r),
+        Rate::OfSaturation(share) => {
+            let sat = one_run(
+                &ctx,
+                &RunSpec {
+                    name: "s",
+                    xdp: true,
+                    flood: false,
+                    rate: None,
+                },
+            )?;
+            let s = sat.pap.requests_per_s;
+            let rate = (s * share).round().max(1.0);
+            eprintln!(
+                "[bench] saturation {s:.0} req/s; legitimate open-loop rate {:.0} % of it: \
+                 {rate:.0} req/s",
+                share * 100.0
+            );
+            runs.push(sat);
+            (Some(s), rate)
+        }
+    };
+    let first = runs.len();
+    for (name, xdp, flood) in [("a", true, false), ("b", true, true), ("c", false, true)] {
+        runs.push(one_run(
+            &ctx,
+            &RunSpec {
+                name,
+                xdp,
+                flood,
+                rate: Some(rate),
+            },
+        )?);
     }
-    let base = runs[0].pap.requests_per_s;
+    let (a, b, c) = (&runs[first], &runs[first + 1], &runs[first + 2]);
+    let base = a.pap.requests_per_s;
     let ratio = |r: &FloodRun| {
         if base > 0.0 {
             r.pap.requests_per_s / base
@@ -589,51 +712,105 @@ pub fn run(cli: &Cli) -> Result<bool> {
             0.0
         }
     };
+    let worker = |r: &FloodRun| match (r.pap.server_cpu_percent, a.pap.server_cpu_percent) {
+        (Some(x), Some(y)) => Some(x - y),
+        _ => None,
+    };
     let report = FloodReport {
         duration_s: cli.duration,
         server_cpu: cli.server_cpu.clone(),
         client_cpu: cli.client_cpu.clone(),
         flood_cpu,
         flood_shares_client_cpu: shares,
-        ratio_flood_xdp_on: ratio(&runs[1]),
-        ratio_flood_xdp_off: ratio(&runs[2]),
+        rx_cpu: cli.flood_rx,
+        saturation_per_s: saturation,
+        legit_rate_per_s: rate,
+        ratio_flood_xdp_on: ratio(b),
+        ratio_flood_xdp_off: ratio(c),
         target_ratio: TARGET_RATIO,
+        worker_cpu_on_flood_xdp_on: worker(b),
+        worker_cpu_on_flood_xdp_off: worker(c),
         runs,
     };
+    let (a, b, c) = (
+        &report.runs[first],
+        &report.runs[first + 1],
+        &report.runs[first + 2],
+    );
     println!("{}", table(&report.runs));
+    let lat = |r: &FloodRun| format!("p99 {} µs, lost {}", r.pap.latency_us.p99, r.pap.lost);
+    let met = report.ratio_flood_xdp_on >= TARGET_RATIO && b.pap.lost == 0;
     println!(
-        "legitimate throughput: (b)/(a) = {:.3} with XDP on (target >= {TARGET_RATIO}: {}), \
-         (c)/(a) = {:.3} with XDP off",
+        "legitimate PAP at {rate:.0}/s: no flood {:.0}/s ({}); flood + XDP on {:.0}/s ({}), \
+         ratio {:.3} (target >= {TARGET_RATIO} without loss: {}); flood + XDP off {:.0}/s ({}), \
+         ratio {:.3}",
+        a.pap.requests_per_s,
+        lat(a),
+        b.pap.requests_per_s,
+        lat(b),
         report.ratio_flood_xdp_on,
-        if report.ratio_flood_xdp_on >= TARGET_RATIO {
-            "met"
-        } else {
-            "NOT met"
-        },
-        report.ratio_flood_xdp_off
+        if met { "met" } else { "NOT met" },
+        c.pap.requests_per_s,
+        lat(c),
+        report.ratio_flood_xdp_off,
+    );
+    let opt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:+.1}"));
+    println!(
+        "worker (server process) CPU spent on the flood: {} % of a core with XDP on, {} % with \
+         XDP off; the server CPU's softirq time (kernel receive, XDP): {} % / {} % / {} % in \
+         (a) / (b) / (c)",
+        opt(report.worker_cpu_on_flood_xdp_on),
+        opt(report.worker_cpu_on_flood_xdp_off),
+        a.pap
+            .server_cpus_softirq_percent
+            .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}")),
+        b.pap
+            .server_cpus_softirq_percent
+            .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}")),
+        c.pap
+            .server_cpus_softirq_percent
+            .map_or_else(|| "-".to_owned(), |v| format!("{v:.1}")),
     );
     println!(
-        "(a) PAP alone, XDP on; (b) PAP + flood, XDP on; (c) PAP + flood, XDP off. Flood: \
-         half unknown source {UNKNOWN_SOURCE}, half bad Message-Authenticator from 127.0.0.1; \
-         the flood thread runs on CPU {}{}; cli CPU includes it. srv CPU is the whole server \
-         process. xdp/us = the server's kernel (XDP) and userspace drop counters.",
+        "{}(a) PAP alone, XDP on; (b) PAP + flood, XDP on; (c) PAP + flood, XDP off. Flood: \
+         half unknown source {UNKNOWN_SOURCE}, half bad Message-Authenticator from 127.0.0.1, \
+         one SCHED_IDLE thread on CPU {}{}; cli CPU includes it. Kernel receive processing \
+         (generic XDP included) on the {} CPU. srv CPU is the server process; xdp/us = the \
+         server's kernel (XDP) and userspace drop counters; backlog drop / rcvbuf err = \
+         datagrams the kernel dropped before any socket (softnet backlog full) or at the \
+         socket (receive queue full), legitimate ones included.",
+        if saturation.is_some() {
+            "(s) PAP alone, XDP on, closed loop: the saturation rate; "
+        } else {
+            ""
+        },
         report.flood_cpu,
         if shares {
             ", shared with the PAP generator"
         } else {
             ""
+        },
+        match report.rx_cpu {
+            RxCpu::Server => "server's",
+            RxCpu::Sender => "sending",
         }
     );
     for r in &report.runs {
         if let Some(other) = r
             .pap
             .other_cpu_percent
-            .filter(|&o| o > crate::OTHER_CPU_WARNING)
+            .filter(|&o| o > crate::OTHER_CPU_WARNING && !r.flood)
         {
             eprintln!(
                 "[bench] warning: run {}: the pinned CPUs were {other:.0} % of a core busy with \
-                 other work than the server and the bench (kernel softirq work of the traffic \
-                 counts here too): the numbers are disturbed",
+                 other work than the server and the bench: the numbers are disturbed",
+                r.name
+            );
+        }
+        if let Some(lag) = r.pap.send_lag_p99_us.filter(|&l| l > 200) {
+            eprintln!(
+                "[bench] note: run {}: the load generator sent p99 {lag} µs behind its schedule \
+                 (counted in the latencies)",
                 r.name
             );
         }
@@ -643,6 +820,27 @@ pub fn run(cli: &Cli) -> Result<bool> {
         std::fs::write(path, text + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
         eprintln!("[bench] results written to {}", path.display());
+    }
+    if let Some(path) = &cli.plot {
+        let series: Vec<crate::plot::Series<'_>> = report
+            .runs
+            .iter()
+            .map(|r| crate::plot::Series {
+                label: format!(
+                    "({}) {}, XDP {}",
+                    r.name,
+                    if r.flood { "flood" } else { "no flood" },
+                    if r.xdp { "on" } else { "off" }
+                ),
+                report: &r.pap,
+            })
+            .collect();
+        crate::plot::write(
+            path,
+            &format!("flood: legitimate PAP at {rate:.0}/s"),
+            &series,
+        )?;
+        eprintln!("[bench] plot written to {}", path.display());
     }
     let mut ok = true;
     for r in &report.runs {

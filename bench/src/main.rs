@@ -1,9 +1,18 @@
-//! # portcullis-bench: a closed-loop RADIUS load generator
+//! # portcullis-bench: a RADIUS load generator
 //!
-//! Keeps `--window` requests outstanding over `--sockets` UDP sockets for `--duration`
-//! seconds (after a one-second warm-up), checks every reply (identifier, Response
-//! Authenticator, Message-Authenticator, expected code, MS-CHAP2-Success) and reports
-//! throughput, latency percentiles, lost and wrong replies, and the server's CPU and memory.
+//! Closed loop (default): keeps `--window` requests outstanding over `--sockets` UDP sockets
+//! for `--duration` seconds (after a one-second warm-up). Open loop (`--rate N`): sends N
+//! requests per second on a fixed schedule and measures latency from each request's due time,
+//! so that a server (or client) stall shows up in the latencies instead of being hidden
+//! (coordinated omission); `--rate 50%` first measures the saturation rate with the closed
+//! loop, then runs the open loop at that share of it. Every reply is checked (identifier,
+//! Response Authenticator, Message-Authenticator, expected code, MS-CHAP2-Success) and the run
+//! reports throughput, p50/p99/p99.9/max latency, lost, late and wrong replies, and the
+//! server's CPU and memory: a table on stdout, `--json FILE`, `--plot FILE.svg`, and a progress
+//! bar on a terminal.
+//!
+//! `--compare freeradius` runs the same scenario against Portcullis and a FreeRADIUS 3 the
+//! bench configures itself, alternating, and prints the ratio (see [`compare`]).
 //!
 //! By default it starts its own Portcullis (`$PORTCULLIS_BIN`, as `cargo xtask bench` sets it)
 //! on free loopback ports with `--users` generated users, pinned to `--server-cpu`, and pins
@@ -11,16 +20,22 @@
 //! already running instead; that server must know the users `user0000`... with the passwords
 //! of [`request::password`] (`Bench#0000pw`, ...).
 //!
-//! What it does not do (yet): compare with FreeRADIUS, open-loop (fixed rate) load, EAP.
+//! What it does not do (yet): EAP.
 //!
 //! Exit status: non-zero on any wrong reply (a wrong answer is a bug, not a statistic), on a
 //! server that does not stop cleanly, and on errors.
 
+mod compare;
 mod flood;
+mod freeradius;
 mod load;
+mod mfa;
+mod plot;
 mod procfs;
+mod progress;
 mod report;
 mod request;
+mod runner;
 mod server;
 mod udp;
 
@@ -33,8 +48,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use portcullis_proto::SharedSecret;
 
-use crate::load::{LoadConfig, Mark};
-use crate::request::{Expect, Generator, Users};
+use crate::load::LoadConfig;
+use crate::request::{Expect, Users};
+use crate::runner::Target;
 use crate::server::OwnServer;
 
 /// Per-request timeout: an answer later than this counts as lost (and, if it comes, late).
@@ -43,6 +59,8 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 const WARMUP: Duration = Duration::from_secs(1);
 /// Other work on the pinned CPUs (% of one core) above which the results are flagged.
 const OTHER_CPU_WARNING: f64 = 15.0;
+/// Before a measured run, the longest wait for the pinned CPUs to be free of other work.
+const QUIET_WAIT: Duration = Duration::from_secs(60);
 /// The shared secret of the server the bench starts.
 const OWN_SECRET: &str = "portcullis-bench-secret";
 
@@ -62,6 +80,9 @@ pub enum Scenario {
     /// PAP with and without a flood of forged packets (unknown source, bad
     /// Message-Authenticator), with XDP on and off, inside a network namespace of its own.
     Flood,
+    /// A million push logins pending at once (Duo stand-in): memory per pending login, and
+    /// PAP throughput with the pending table empty and full.
+    Mfa,
 }
 
 impl Scenario {
@@ -73,21 +94,32 @@ impl Scenario {
             Scenario::Accounting => "accounting",
             Scenario::Status => "status",
             Scenario::Flood => "flood",
+            Scenario::Mfa => "mfa",
         }
     }
 }
 
-/// Closed-loop RADIUS load generator for Portcullis.
+/// RADIUS load generator for Portcullis (closed or open loop, optionally side by side with
+/// FreeRADIUS).
 #[derive(Debug, Parser)]
 #[command(name = "portcullis-bench", version)]
 struct Cli {
+    /// `--scenario mfa`: push logins to hold pending at once.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u32).range(1..=5_000_000))]
+    mfa_logins: u32,
+    /// `--scenario mfa`: logins sent per second while filling the pending table.
+    #[arg(long, default_value_t = 12_000, value_parser = clap::value_parser!(u32).range(100..=200_000))]
+    mfa_fill_rate: u32,
+    /// `--scenario mfa`: the server's `mfa.max_status_polls_per_second_per_shard`.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    mfa_polls_per_second: u32,
     /// What to send.
     #[arg(long, value_enum, default_value_t = Scenario::Pap)]
     scenario: Scenario,
     /// Measured seconds (after a 1 s warm-up).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     duration: u64,
-    /// Requests outstanding at any time (at most 256 per socket).
+    /// Closed loop: requests outstanding at any time (at most 256 per socket).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536))]
     window: u32,
     /// UDP sockets (source ports) the window is spread over; each has its own 256 identifiers.
@@ -108,16 +140,74 @@ struct Cli {
     /// The shared secret of `--server`.
     #[arg(long, requires = "server")]
     secret: Option<String>,
+    /// Open loop: requests per second on a fixed schedule (`80000`), or a share of the
+    /// saturation rate measured first with the closed loop (`50%`). Default: closed loop.
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<Rate>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Also draw the latency plot (percentile curve, p99 and throughput over time) as SVG.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Run the same scenario against this server too, alternating, and print the ratio.
+    #[arg(long, value_enum)]
+    compare: Option<Compare>,
+    /// `--compare`: rounds (each runs Portcullis, then the other server); the medians are
+    /// compared.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
+    rounds: u32,
+    /// `--compare freeradius`: worker threads of FreeRADIUS's pool (fixed size); 0: no pool,
+    /// the receiving thread answers (`freeradius -t`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=64))]
+    freeradius_threads: u32,
     /// `--scenario flood`: CPUs of the flood thread (default: the --client-cpu list, shared
     /// with the load generator).
     #[arg(long)]
     flood_cpu: Option<String>,
+    /// `--scenario flood`: where the kernel's receive processing of the traffic (and so the
+    /// generic-mode XDP program) runs: `server` steers it to the server's CPU with RPS on the
+    /// namespace's `lo`, as on a one-core appliance whose NIC interrupts land on its core;
+    /// `sender` leaves it on the sending CPU (loopback's default).
+    #[arg(long, value_enum, default_value_t = flood::RxCpu::Server)]
+    flood_rx: flood::RxCpu,
     /// `--scenario flood`: the most forged packets one run sends.
     #[arg(long, default_value_t = 500_000_000, value_parser = clap::value_parser!(u64).range(1..=2_000_000_000))]
     flood_max: u64,
+}
+
+/// The other server of `--compare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Compare {
+    /// FreeRADIUS 3 from Debian, configured by the bench.
+    Freeradius,
+}
+
+/// `--rate`: a fixed rate or a share of the measured saturation rate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Rate {
+    PerSecond(f64),
+    OfSaturation(f64),
+}
+
+fn parse_rate(text: &str) -> Result<Rate, String> {
+    let bad = || format!("`{text}`: a rate (`80000`) or a share of saturation (`50%`)");
+    match text.strip_suffix('%') {
+        Some(p) => {
+            let p: f64 = p.trim().parse().map_err(|_| bad())?;
+            if !(p > 0.0 && p <= 200.0) {
+                return Err(bad());
+            }
+            Ok(Rate::OfSaturation(p / 100.0))
+        }
+        None => {
+            let r: f64 = text.trim().parse().map_err(|_| bad())?;
+            if !(1.0..=10_000_000.0).contains(&r) {
+                return Err(bad());
+            }
+            Ok(Rate::PerSecond(r))
+        }
+    }
 }
 
 /// Parses a CPU list: `0`, `0,2`, `1-3`, `0,4-7`.
@@ -179,7 +269,9 @@ fn run(cli: &Cli) -> Result<bool> {
     if cli.scenario == Scenario::Flood {
         return flood::run(cli);
     }
-    let client_cpus = parse_cpu_list(&cli.client_cpu).context("--client-cpu")?;
+    if cli.scenario == Scenario::Mfa {
+        return mfa::run(cli);
+    }
     if cli.window > cli.sockets * 256 {
         bail!(
             "--window {} needs at least {} sockets (256 identifiers each)",
@@ -187,14 +279,26 @@ fn run(cli: &Cli) -> Result<bool> {
             cli.window.div_ceil(256)
         );
     }
+    if let Some(Compare::Freeradius) = cli.compare {
+        let rate = match cli.rate {
+            None => None,
+            Some(Rate::PerSecond(r)) => Some(r),
+            Some(Rate::OfSaturation(_)) => {
+                bail!("--compare takes a fixed --rate (requests/s), not a share of saturation")
+            }
+        };
+        return compare::run(cli, rate, cli.plot.as_deref());
+    }
+    let client_cpus = parse_cpu_list(&cli.client_cpu).context("--client-cpu")?;
     let users = Users::new(cli.users);
 
     // The CPUs whose busy time is watched for other processes disturbing the run.
     let mut watched = client_cpus.clone();
+    let mut server_cpus = Vec::new();
     let (own, target, secret_text, status_expect) = match (&cli.server, &cli.secret) {
         (Some(addr), Some(secret)) => (None, *addr, secret.clone(), Expect::StatusAny),
         _ => {
-            let server_cpus = parse_cpu_list(&cli.server_cpu).context("--server-cpu")?;
+            server_cpus = parse_cpu_list(&cli.server_cpu).context("--server-cpu")?;
             watched.extend(&server_cpus);
             let bin = portcullis_bin()?;
             eprintln!(
@@ -222,89 +326,122 @@ fn run(cli: &Cli) -> Result<bool> {
     // Pinned after the server started, so that taskset alone decides where the server runs.
     udp::pin_current_thread(&client_cpus)
         .with_context(|| format!("cannot pin the load generator to CPU {}", cli.client_cpu))?;
-
-    eprintln!(
-        "[bench] {} against {target}: window {}, {} sockets, {} users, {} s (+{} s warm-up)",
-        cli.scenario.name(),
-        cli.window,
-        cli.sockets,
-        cli.users,
-        cli.duration,
-        WARMUP.as_secs()
-    );
-    let cfg = LoadConfig {
+    watched.sort_unstable();
+    watched.dedup();
+    let server_name = if own.is_some() {
+        "portcullis"
+    } else {
+        "external"
+    };
+    let t = Target {
+        server: server_name,
+        pid: own.as_ref().map(OwnServer::pid),
+        ma_anywhere: false,
+        status_expect,
+        server_cpus: &server_cpus,
+        watched: &watched,
+    };
+    let cfg = |rate: Option<f64>, label: &str| LoadConfig {
         target,
         window: cli.window as usize,
         sockets: cli.sockets as usize,
         warmup: WARMUP,
         duration: Duration::from_secs(cli.duration),
         timeout: TIMEOUT,
+        rate,
+        label: label.to_owned(),
     };
-    let mut generator = Generator::new(cli.scenario, &secret, &users, status_expect);
-    watched.sort_unstable();
-    watched.dedup();
-    let mut server_cpu = (None, None);
-    let mut client_cpu = (None, None);
-    let mut busy = (None, None);
-    let result = load::run(&cfg, &mut generator, &secret, &users, |m| {
-        let server = own.as_ref().and_then(|s| s.cpu_seconds().ok());
-        let client = procfs::process_cpu_seconds("/proc/self/stat").ok();
-        let all = procfs::cpus_busy_seconds(&watched).ok();
-        match m {
-            Mark::MeasureStart => {
-                server_cpu.0 = server;
-                client_cpu.0 = client;
-                busy.0 = all;
-            }
-            Mark::MeasureEnd => {
-                server_cpu.1 = server;
-                client_cpu.1 = client;
-                busy.1 = all;
-            }
+    let describe = |c: &LoadConfig| {
+        eprintln!(
+            "[bench] {} against {target}: {}, {} sockets, {} users, {} s (+{} s warm-up)",
+            cli.scenario.name(),
+            match c.rate {
+                Some(r) => format!("open loop at {r:.0} requests/s"),
+                None => format!("closed loop, window {}", c.window),
+            },
+            cli.sockets,
+            cli.users,
+            cli.duration,
+            WARMUP.as_secs()
+        );
+    };
+    let mut reports = Vec::new();
+    let open_rate = match cli.rate {
+        None => None,
+        Some(Rate::PerSecond(r)) => Some(r),
+        Some(Rate::OfSaturation(share)) => {
+            let c = cfg(None, "saturation");
+            describe(&c);
+            runner::wait_quiet(&watched, QUIET_WAIT);
+            let sat = runner::measure(&c, cli.scenario, &secret, &users, &t)?;
+            println!("{}\n", sat.table());
+            let rate = (sat.requests_per_s * share).round().max(1.0);
+            eprintln!(
+                "[bench] saturation {:.0} req/s; open loop at {:.0} % of it: {rate:.0} req/s",
+                sat.requests_per_s,
+                share * 100.0
+            );
+            reports.push(sat);
+            Some(rate)
         }
-    })?;
-
-    let secs = result.measured.as_secs_f64();
-    let percent = |(a, b): (Option<f64>, Option<f64>)| match (a, b) {
-        (Some(a), Some(b)) if secs > 0.0 => Some((b - a) / secs * 100.0),
-        _ => None,
     };
-    let server_cpu = percent(server_cpu);
-    let client_cpu = percent(client_cpu);
-    // Busy time of the pinned CPUs not spent in the server or the load generator (interrupts
-    // and softirqs not charged to them are in here too, so a few % is normal).
-    let other_cpu =
-        percent(busy).map(|b| (b - server_cpu.unwrap_or(0.0) - client_cpu.unwrap_or(0.0)).max(0.0));
-    let server_rss = own.as_ref().and_then(|s| s.rss_bytes().ok());
+    let label = if open_rate.is_some() {
+        "open loop"
+    } else {
+        "closed loop"
+    };
+    let c = cfg(open_rate, label);
+    describe(&c);
+    runner::wait_quiet(&watched, QUIET_WAIT);
+    reports.push(runner::measure(&c, cli.scenario, &secret, &users, &t)?);
     let server_log = match own {
         Some(s) => Some(s.stop().context("stopping the server")?.log),
         None => None,
     };
 
-    let report = report::Report::new(
-        cli.scenario,
-        &cfg,
-        &result,
-        server_cpu,
-        client_cpu,
-        other_cpu,
-        server_rss,
-    );
+    let report = reports.last().context("no run")?;
     println!("{}", report.table());
-    if let Some(other) = other_cpu.filter(|&o| o > OTHER_CPU_WARNING) {
-        eprintln!(
-            "[bench] warning: the pinned CPUs ({}) were {other:.0} % of a core busy with other \
-             work than the server and the load generator: the numbers are disturbed",
-            watched
-                .iter()
-                .map(usize::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        );
+    for r in &reports {
+        if let Some(other) = r.other_cpu_percent.filter(|&o| o > OTHER_CPU_WARNING) {
+            eprintln!(
+                "[bench] warning: the pinned CPUs ({}) were {other:.0} % of a core busy with \
+                 other work than the server and the load generator ({} run): the numbers are \
+                 disturbed",
+                watched
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+                r.mode_text()
+            );
+        }
     }
     if let Some(path) = &cli.json {
-        report.write_json(path)?;
+        // One run: its report; a saturation run and the open loop after it: both, in order.
+        if reports.len() == 1 {
+            report.write_json(path)?;
+        } else {
+            let text =
+                serde_json::to_string_pretty(&reports).context("cannot encode the results")?;
+            std::fs::write(path, text + "\n")
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
         eprintln!("[bench] results written to {}", path.display());
+    }
+    if let Some(path) = &cli.plot {
+        let series: Vec<plot::Series<'_>> = reports
+            .iter()
+            .map(|r| plot::Series {
+                label: format!("{} {}", r.server, r.mode_text()),
+                report: r,
+            })
+            .collect();
+        plot::write(
+            path,
+            &format!("{} against {}", cli.scenario.name(), server_name),
+            &series,
+        )?;
+        eprintln!("[bench] plot written to {}", path.display());
     }
     if let Some(log) = server_log.filter(|l| !l.trim().is_empty()) {
         let lines: Vec<&str> = log.lines().collect();
@@ -319,18 +456,25 @@ fn run(cli: &Cli) -> Result<bool> {
             eprintln!("  ...");
         }
     }
-    if result.wrong > 0 {
-        eprintln!("[bench] FAILED: {} wrong replies:", result.wrong);
-        for (reason, n) in &result.wrong_reasons {
-            eprintln!("  {n:>8}  {reason}");
+    let mut ok = true;
+    for r in &reports {
+        if r.wrong > 0 {
+            let mode = r.mode_text();
+            eprintln!("[bench] FAILED: {} wrong replies ({mode}):", r.wrong);
+            for (reason, n) in &r.wrong_reasons {
+                eprintln!("  {n:>8}  {reason}");
+            }
+            ok = false;
         }
-        return Ok(false);
+        if r.ok == 0 {
+            eprintln!(
+                "[bench] FAILED: no correct reply in the measured interval ({})",
+                r.mode_text()
+            );
+            ok = false;
+        }
     }
-    if result.ok == 0 {
-        eprintln!("[bench] FAILED: no correct reply in the measured interval");
-        return Ok(false);
-    }
-    Ok(true)
+    Ok(ok)
 }
 
 #[cfg(test)]
@@ -345,6 +489,15 @@ mod tests {
         assert!(parse_cpu_list("3-1").is_err());
         assert!(parse_cpu_list("x").is_err());
         assert!(parse_cpu_list("").is_err());
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("80000"), Ok(Rate::PerSecond(80000.0)));
+        assert_eq!(parse_rate("50%"), Ok(Rate::OfSaturation(0.5)));
+        assert!(parse_rate("0").is_err());
+        assert!(parse_rate("0%").is_err());
+        assert!(parse_rate("fast").is_err());
     }
 
     #[test]

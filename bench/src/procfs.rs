@@ -59,6 +59,43 @@ pub fn cpus_busy_seconds(cpus: &[usize]) -> Result<f64> {
     Ok(busy as f64 / ticks_per_second())
 }
 
+/// Softirq time of `cpus` together since boot, in seconds (receive processing of network
+/// traffic, XDP included, is accounted here when it does not run in a process's context).
+pub fn cpus_softirq_seconds(cpus: &[usize]) -> Result<f64> {
+    let stat = fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;
+    let mut ticks = 0u64;
+    for line in stat.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(cpu) = fields
+            .next()
+            .and_then(|f| f.strip_prefix("cpu"))
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        if cpus.contains(&cpu) {
+            // user nice system idle iowait irq softirq
+            ticks += fields
+                .nth(6)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(ticks as f64 / ticks_per_second())
+}
+
+/// Resident set size of process `pid`, in bytes.
+pub fn rss_bytes(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let status = fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("no VmRSS in {path}"))?;
+    Ok(kib * 1024)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -68,5 +105,7 @@ mod tests {
     fn cpu_times() {
         assert!(process_cpu_seconds("/proc/self/stat").unwrap() >= 0.0);
         assert!(cpus_busy_seconds(&[0]).unwrap() > 0.0);
+        assert!(cpus_softirq_seconds(&[0]).unwrap() >= 0.0);
+        assert!(rss_bytes(std::process::id()).unwrap() > 0);
     }
 }

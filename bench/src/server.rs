@@ -33,6 +33,13 @@ pub struct ServerOpts {
     pub client_address: String,
     /// The whole `[xdp]` section.
     pub xdp: String,
+    /// More configuration, appended (more `[[client]]`s, `[mfa]`).
+    pub extra: String,
+    /// `[server] duplicate_cache_entries`, when not the default.
+    pub duplicate_cache_entries: Option<usize>,
+    /// The users file to use instead of generating one (which holds every credential and is
+    /// slow for many users); it must hold the `users` users.
+    pub users_text: Option<String>,
 }
 
 impl Default for ServerOpts {
@@ -41,6 +48,9 @@ impl Default for ServerOpts {
             netns: None,
             client_address: "127.0.0.0/8".to_owned(),
             xdp: "[xdp]\nmode = \"off\"\n".to_owned(),
+            extra: String::new(),
+            duplicate_cache_entries: None,
+            users_text: None,
         }
     }
 }
@@ -50,6 +60,9 @@ pub struct OwnServer {
     dir: tempfile::TempDir,
     pub auth: SocketAddr,
     pub acct: SocketAddr,
+    /// The users file the server was given (the FreeRADIUS of a comparison gets the same
+    /// hashes).
+    pub users_text: String,
 }
 
 /// What stopping the server found.
@@ -60,7 +73,7 @@ pub struct Stopped {
 
 /// Two distinct free UDP ports on 127.0.0.1 (held together while chosen; released before the
 /// server binds them, so another process could in principle take one in between).
-fn free_udp_ports() -> Result<(SocketAddr, SocketAddr)> {
+pub(crate) fn free_udp_ports() -> Result<(SocketAddr, SocketAddr)> {
     let a = UdpSocket::bind("127.0.0.1:0").context("cannot bind a UDP port on 127.0.0.1")?;
     let b = UdpSocket::bind("127.0.0.1:0").context("cannot bind a UDP port on 127.0.0.1")?;
     Ok((a.local_addr()?, b.local_addr()?))
@@ -135,7 +148,10 @@ impl OwnServer {
 
         let t = Instant::now();
         let key = ReversibleKey::generate(&mut OsRng);
-        let text = users_file_text(users, &key)?;
+        let text = match &opts.users_text {
+            Some(t) => t.clone(),
+            None => users_file_text(users, &key)?,
+        };
         // Check that what we wrote loads, before the server tells us less clearly.
         let loaded = portcullis_auth::store::LocalUsers::parse(&text, "users.toml", Some(&key))
             .context("the generated users file does not load")?;
@@ -160,6 +176,7 @@ data_dir = "data"
 auth_listen = ["{auth}"]
 acct_listen = ["{acct}"]
 shards = {shards}
+{dedup}
 
 {xdp}
 [[client]]
@@ -175,7 +192,11 @@ chap_key_file = "users.key"
 [log]
 level = "warn"
 format = "text"
-"#,
+{extra}"#,
+            dedup = opts
+                .duplicate_cache_entries
+                .map_or(String::new(), |n| format!("duplicate_cache_entries = {n}")),
+            extra = opts.extra,
             xdp = opts.xdp,
             client_address = opts.client_address,
         );
@@ -207,6 +228,7 @@ format = "text"
             dir,
             auth,
             acct,
+            users_text: text,
         };
         server.wait_ready()?;
         Ok(server)
@@ -262,6 +284,11 @@ format = "text"
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The server's data directory (accounting files, control socket).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
     }
 
     /// The server's CPU time so far (user + system), in seconds.

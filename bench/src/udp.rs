@@ -164,8 +164,13 @@ pub fn recv_batch(fd: RawFd, batch: &mut RecvBatch) -> io::Result<usize> {
     Ok(n)
 }
 
-/// Waits until one of `fds` is readable or `timeout_ms` passed; sets `readable[i]`.
-pub fn poll_readable(fds: &[RawFd], timeout_ms: i32, readable: &mut [bool]) -> io::Result<usize> {
+/// Waits until one of `fds` is readable or `timeout` passed (nanosecond resolution, with
+/// `ppoll`); sets `readable[i]`.
+pub fn poll_readable(
+    fds: &[RawFd],
+    timeout: std::time::Duration,
+    readable: &mut [bool],
+) -> io::Result<usize> {
     let mut pfds: Vec<libc::pollfd> = fds
         .iter()
         .map(|&fd| libc::pollfd {
@@ -174,8 +179,20 @@ pub fn poll_readable(fds: &[RawFd], timeout_ms: i32, readable: &mut [bool]) -> i
             revents: 0,
         })
         .collect();
-    // SAFETY: `pfds` is a live array of `pfds.len()` pollfd structures.
-    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, timeout_ms) };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(60) as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: `pfds` is a live array of `pfds.len()` pollfd structures, `ts` a live timespec;
+    // no signal mask is given.
+    let n = unsafe {
+        libc::ppoll(
+            pfds.as_mut_ptr(),
+            pfds.len() as libc::nfds_t,
+            &ts,
+            std::ptr::null(),
+        )
+    };
     if n < 0 {
         let e = io::Error::last_os_error();
         return if would_block(&e) { Ok(0) } else { Err(e) };
@@ -184,6 +201,18 @@ pub fn poll_readable(fds: &[RawFd], timeout_ms: i32, readable: &mut [bool]) -> i
         *r = p.revents & (libc::POLLIN | libc::POLLERR) != 0;
     }
     Ok(n as usize)
+}
+
+/// Asks the kernel to wake the calling thread within `ns` nanoseconds of a timer (the default
+/// slack of 50 µs would show as latency in the open loop, which sleeps between sends).
+pub fn set_timer_slack(ns: u64) -> io::Result<()> {
+    // SAFETY: PR_SET_TIMERSLACK takes an unsigned long and no pointers.
+    let rc = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Pins the calling thread (and the threads it starts later) to `cpus`.

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod accounting;
+mod ad;
 mod auth;
 mod blast;
 mod cli;

@@ -66,7 +66,9 @@ const HELP: &str = "usage: cargo xtask <setup|build|run|test|lint|fuzz|bench> [A
   test [FILTER]      set up, build, run all tests (FILTER is passed to cargo test)
   lint               cargo fmt --check, cargo clippy --all-targets -- -D warnings
   fuzz [--seconds N] smoke-run each fuzz target for N seconds (default 20)
-  bench [ARGS]       run the load generator (bench/) against a Portcullis it starts";
+  bench [ARGS]       run the load generator (bench/) against a Portcullis it starts
+                     (`cargo xtask bench --help` lists its options; `--compare freeradius`
+                     installs Debian's freeradius when missing)";
 
 fn workspace_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -230,9 +232,33 @@ fn ensure_privacyidea(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Provisions (once) and starts the Samba AD DC of the directory tests; returns its directory
+/// (what the tests get as PORTCULLIS_SAMBA_DIR).
+fn ensure_samba(root: &Path) -> Result<PathBuf> {
+    let t = Instant::now();
+    step("preparing the Samba AD DC for the directory tests (tests/samba/setup.sh: packages, provisioning, samba on 127.0.0.1)");
+    let dir = PathBuf::from(
+        std::env::var_os("PORTCULLIS_SAMBA_DIR")
+            .unwrap_or_else(|| "/var/tmp/portcullis-samba".into()),
+    );
+    run_checked(
+        Command::new("bash")
+            .arg(root.join("tests/samba/setup.sh"))
+            .arg(&dir)
+            .stdout(std::process::Stdio::null()),
+    )?;
+    step(&format!(
+        "Samba AD DC ready in {:.0?} ({})",
+        t.elapsed(),
+        dir.display()
+    ));
+    Ok(dir)
+}
+
 fn test(root: &Path, filter: Vec<OsString>) -> Result<()> {
     ensure_debian_packages(TEST_PACKAGES)?;
     ensure_privacyidea(root)?;
+    let samba = ensure_samba(root)?;
     let obj = build_ebpf(root)?;
     step("building the workspace and its tests");
     run_checked(
@@ -254,7 +280,8 @@ fn test(root: &Path, filter: Vec<OsString>) -> Result<()> {
             "portcullis-mfa/battery",
         ])
         .env("PORTCULLIS_XDP_OBJECT", &obj)
-        .env("PORTCULLIS_BIN", &bin);
+        .env("PORTCULLIS_BIN", &bin)
+        .env("PORTCULLIS_SAMBA_DIR", &samba);
     if !filter.is_empty() {
         c.arg("--").args(&filter);
     }
@@ -320,10 +347,39 @@ fn fuzz(root: &Path, args: &[OsString]) -> Result<()> {
 }
 
 fn bench(root: &Path, args: Vec<OsString>) -> Result<()> {
+    let wants = |flag: &str| {
+        args.iter().filter_map(|a| a.to_str()).any(|a| {
+            a == flag
+                || a.strip_prefix(flag)
+                    .is_some_and(|rest| rest.starts_with('='))
+        })
+    };
+    if wants("--help") || wants("-h") {
+        // Help needs no build of the server, only of the bench.
+        run_checked(cargo().current_dir(root).args([
+            "run",
+            "--quiet",
+            "--release",
+            "--locked",
+            "-p",
+            "portcullis-bench",
+            "--",
+            "--help",
+        ]))?;
+        return Ok(());
+    }
+    if wants("--compare") {
+        // `--compare freeradius` starts Debian's FreeRADIUS 3 with a configuration of its own.
+        ensure_debian_packages(&["freeradius"])?;
+    }
     build(root, true)?;
-    let mut c = Command::new(root.join("target/release/portcullis-bench"));
+    // Where cargo put the binaries: CARGO_TARGET_DIR when set (relative to the workspace).
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(|d| root.join(d))
+        .unwrap_or_else(|| root.join("target"));
+    let mut c = Command::new(target.join("release/portcullis-bench"));
     c.current_dir(root)
-        .env("PORTCULLIS_BIN", root.join("target/release/portcullis"))
+        .env("PORTCULLIS_BIN", target.join("release/portcullis"))
         .args(&args);
     run_checked(&mut c)
 }

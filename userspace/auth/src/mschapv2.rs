@@ -140,12 +140,33 @@ pub fn generate_authenticator_response(
     user_name: &[u8],
 ) -> [u8; AUTHENTICATOR_RESPONSE_LEN] {
     let mut hash_hash = nt_hash_hash(nt_hash);
+    let out = authenticator_response_from_hash_hash(
+        &hash_hash,
+        nt_response,
+        peer_challenge,
+        authenticator_challenge,
+        user_name,
+    );
+    hash_hash.zeroize();
+    out
+}
+
+/// `GenerateAuthenticatorResponse` from `PasswordHashHash` (MD4 of the NT hash) rather than the
+/// NT hash: what a server has when a domain controller checked the response and returned the
+/// NTLM user session key (e.g. Samba's `ntlm_auth`). `user_name` without domain.
+#[must_use]
+pub fn authenticator_response_from_hash_hash(
+    password_hash_hash: &[u8; 16],
+    nt_response: &[u8; 24],
+    peer_challenge: &[u8; 16],
+    authenticator_challenge: &[u8; 16],
+    user_name: &[u8],
+) -> [u8; AUTHENTICATOR_RESPONSE_LEN] {
     let mut sha = Sha1::new();
-    sha.update(hash_hash);
+    sha.update(password_hash_hash);
     sha.update(nt_response);
     sha.update(MAGIC1);
     let digest: [u8; 20] = sha.finalize().into();
-    hash_hash.zeroize();
 
     let challenge = challenge_hash(peer_challenge, authenticator_challenge, user_name);
     let mut sha = Sha1::new();
@@ -198,6 +219,30 @@ pub struct MsChapV2Success {
 }
 
 impl MsChapV2Success {
+    /// The success of a response that someone else (a domain controller) verified, from the
+    /// `PasswordHashHash` it returned. `user_name` as the peer sent it; a `DOMAIN\` prefix is
+    /// stripped as in [`verify`].
+    #[must_use]
+    pub fn from_hash_hash(
+        password_hash_hash: &[u8; 16],
+        user_name: &[u8],
+        authenticator_challenge: &[u8; 16],
+        peer_challenge: &[u8; 16],
+        nt_response: &[u8; 24],
+    ) -> Self {
+        let authenticator_response = authenticator_response_from_hash_hash(
+            password_hash_hash,
+            nt_response,
+            peer_challenge,
+            authenticator_challenge,
+            strip_domain(user_name),
+        );
+        MsChapV2Success {
+            authenticator_response,
+            mppe: MppeKeys::derive(password_hash_hash, nt_response),
+        }
+    }
+
     /// `"S="` + 40 uppercase hex digits, as bytes (42 bytes).
     #[must_use]
     pub fn authenticator_response(&self) -> &[u8; AUTHENTICATOR_RESPONSE_LEN] {
@@ -503,6 +548,33 @@ mod tests {
             USER,
             &bad[..41]
         ));
+    }
+
+    #[test]
+    fn success_from_hash_hash_equals_the_local_one() {
+        // What a DC returns (MD4 of the NT hash) gives the same success as the NT hash itself.
+        let local = verify(
+            &h(PASSWORD_HASH),
+            b"DOM\\User",
+            &h(AUTH_CHALLENGE),
+            &h(PEER_CHALLENGE),
+            &h(NT_RESPONSE),
+        )
+        .unwrap();
+        let remote = MsChapV2Success::from_hash_hash(
+            &nt_hash_hash(&h(PASSWORD_HASH)),
+            b"DOM\\User",
+            &h(AUTH_CHALLENGE),
+            &h(PEER_CHALLENGE),
+            &h(NT_RESPONSE),
+        );
+        assert_eq!(remote.authenticator_response_str(), AUTH_RESPONSE);
+        assert_eq!(
+            local.authenticator_response(),
+            remote.authenticator_response()
+        );
+        assert_eq!(local.mppe_keys().send_key(), remote.mppe_keys().send_key());
+        assert_eq!(local.mppe_keys().recv_key(), remote.mppe_keys().recv_key());
     }
 
     #[test]

@@ -278,6 +278,38 @@ struct UserDe {
 }
 
 /// 1-based line number of byte `offset` in `text`.
+/// 1-based line numbers for increasing offsets, in one pass over the text.
+struct LineCounter<'a> {
+    text: &'a [u8],
+    offset: usize,
+    line: usize,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(text: &'a str) -> Self {
+        LineCounter {
+            text: text.as_bytes(),
+            offset: 0,
+            line: 1,
+        }
+    }
+
+    /// The line of `offset`; falls back to counting from the start for an earlier offset.
+    fn line_of(&mut self, offset: usize) -> usize {
+        let end = offset.min(self.text.len());
+        if end < self.offset {
+            self.offset = 0;
+            self.line = 1;
+        }
+        self.line += self.text[self.offset..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count();
+        self.offset = end;
+        self.line
+    }
+}
+
 pub(crate) fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
     text.as_bytes()[..end]
@@ -320,6 +352,9 @@ impl LocalUsers {
 
         let key = key.map(|k| Arc::new(k.clone()));
         let mut users = Vec::with_capacity(file.user.len());
+        // Entries come in file order: count newlines once, not from the start for each user
+        // (which made a million-user file take hours).
+        let mut lines = LineCounter::new(text);
         let mut index = HashMap::with_capacity(file.user.len());
         for u in file.user {
             let name_at = u.name.span().start;
@@ -402,7 +437,7 @@ impl LocalUsers {
             index.insert(lookup, users.len());
             users.push(LocalUser {
                 name,
-                line: line_of(text, name_at),
+                line: lines.line_of(name_at),
                 password,
                 nt_hash: nt,
                 chap,
@@ -714,6 +749,16 @@ chap = "{}"
         assert!(!dbg.contains(&nt_hex("alice-pw").to_lowercase()));
         assert!(!dbg.contains("SSHA512}"));
         assert!(!dbg.contains("rev1:"));
+    }
+
+    #[test]
+    fn line_counter_agrees_with_line_of() {
+        let text = "a\nb\n\nc\nd";
+        let mut c = LineCounter::new(text);
+        for offset in [0, 1, 2, 4, 5, 8, 99] {
+            assert_eq!(c.line_of(offset), line_of(text, offset), "offset {offset}");
+        }
+        assert_eq!(c.line_of(2), 2, "an earlier offset still answers right");
     }
 
     #[test]

@@ -309,7 +309,7 @@ mod tests {
         MfaRequest {
             user: user.to_owned(),
             nas_ip: None,
-            client: "vpn".to_owned(),
+            client: "vpn".into(),
             calling_station: None,
             context_id: "ctx".to_owned(),
         }

@@ -12,7 +12,7 @@ pub struct MfaRequest {
     /// The NAS-IP-Address attribute, if present.
     pub nas_ip: Option<IpAddr>,
     /// The RADIUS client (NAS) name from the configuration.
-    pub client: String,
+    pub client: std::sync::Arc<str>,
     /// Calling-Station-Id, if present (the user's address or MAC), for the provider's logs.
     pub calling_station: Option<String>,
     /// A correlation id for this login, unique per attempt (logged by us and, where the

@@ -1142,7 +1142,7 @@ mod tests {
         MfaRequest {
             user: user.to_owned(),
             nas_ip: None,
-            client: "vpn".to_owned(),
+            client: "vpn".into(),
             calling_station: None,
             context_id: "ctx-1".to_owned(),
         }

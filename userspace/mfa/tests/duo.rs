@@ -17,7 +17,7 @@ fn req(user: &str) -> MfaRequest {
     MfaRequest {
         user: user.to_owned(),
         nas_ip: None,
-        client: "vpn".to_owned(),
+        client: "vpn".into(),
         calling_station: Some("198.51.100.20".to_owned()),
         context_id: format!("ctx-{user}"),
     }

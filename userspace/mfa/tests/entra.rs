@@ -87,7 +87,7 @@ fn req(user: &str) -> MfaRequest {
     MfaRequest {
         user: user.to_owned(),
         nas_ip: Some("192.0.2.10".parse().unwrap_or_else(|e| panic!("{e}"))),
-        client: "vpn".to_owned(),
+        client: "vpn".into(),
         calling_station: Some("198.51.100.4".to_owned()),
         context_id: "6a0f7c39-5a9b-4c36-9d7e-2b1f0f3a9e11".to_owned(),
     }

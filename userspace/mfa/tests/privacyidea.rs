@@ -153,7 +153,7 @@ fn req(user: &str) -> MfaRequest {
     MfaRequest {
         user: user.to_owned(),
         nas_ip: None,
-        client: "vpn".to_owned(),
+        client: "vpn".into(),
         calling_station: None,
         context_id: format!("test-{user}"),
     }

@@ -19,6 +19,9 @@ pub enum Reason {
     InternalError,
     /// 3: the request was malformed (bad attributes, bad Message-Authenticator, ...).
     MalformedRequest,
+    /// 5 (IAS_DOMAIN_UNAVAILABLE): no domain controller could be reached (or the NTLM helper
+    /// could not ask one).
+    DomainUnavailable,
     /// 8: no such user in the user store.
     NoSuchUser,
     /// 16: bad credentials.
@@ -32,8 +35,21 @@ pub enum Reason {
     /// 21: an NPS extension rejected the request — here, the second factor (denied, timed
     /// out, not enrolled with require_user_match, or the MFA service down in `secure` mode).
     MfaRejected,
+    /// 33 (IAS_PASSWORD_MUST_CHANGE): the password expired or must be changed at next logon.
+    PasswordMustChange,
     /// 34: the account is disabled.
     AccountDisabled,
+    /// 35 (IAS_ACCOUNT_EXPIRED): the account expired.
+    AccountExpired,
+    /// 36 (IAS_ACCOUNT_LOCKED_OUT): the account is locked out.
+    AccountLockedOut,
+    /// 37 (IAS_INVALID_LOGON_HOURS): outside the account's logon hours.
+    InvalidLogonHours,
+    /// 38 (IAS_ACCOUNT_RESTRICTION): another account restriction.
+    AccountRestriction,
+    /// 65 (IAS_DIALIN_DISABLED): the account's dial-in permission is "deny access"
+    /// (msNPAllowDialin = FALSE).
+    DialinDisabled,
     /// 66: the request carries no authentication type the server accepts.
     InvalidAuthType,
 }
@@ -44,13 +60,20 @@ impl Reason {
             Reason::Success => 0,
             Reason::InternalError => 1,
             Reason::MalformedRequest => 3,
+            Reason::DomainUnavailable => 5,
             Reason::NoSuchUser => 8,
             Reason::AuthenticationFailure => 16,
             Reason::UnsupportedAuthType => 18,
             Reason::NoReversiblyEncryptedPassword => 19,
             Reason::MfaRejected => 21,
             Reason::EapTypeNotProcessed => 22,
+            Reason::PasswordMustChange => 33,
             Reason::AccountDisabled => 34,
+            Reason::AccountExpired => 35,
+            Reason::AccountLockedOut => 36,
+            Reason::InvalidLogonHours => 37,
+            Reason::AccountRestriction => 38,
+            Reason::DialinDisabled => 65,
             Reason::InvalidAuthType => 66,
         }
     }
@@ -60,13 +83,20 @@ impl Reason {
             Reason::Success => "granted",
             Reason::InternalError => "internal error",
             Reason::MalformedRequest => "malformed request",
+            Reason::DomainUnavailable => "domain controller unavailable",
             Reason::NoSuchUser => "no such user",
             Reason::AuthenticationFailure => "bad user name or password",
             Reason::UnsupportedAuthType => "authentication type not supported",
             Reason::NoReversiblyEncryptedPassword => "no reversibly encrypted password for CHAP",
             Reason::MfaRejected => "rejected by the second factor",
             Reason::EapTypeNotProcessed => "EAP is not supported",
+            Reason::PasswordMustChange => "password expired or must be changed",
             Reason::AccountDisabled => "account disabled",
+            Reason::AccountExpired => "account expired",
+            Reason::AccountLockedOut => "account locked out",
+            Reason::InvalidLogonHours => "outside logon hours",
+            Reason::AccountRestriction => "account restriction",
+            Reason::DialinDisabled => "dial-in permission denied",
             Reason::InvalidAuthType => "no supported authentication method in request",
         }
     }
@@ -199,5 +229,13 @@ mod tests {
         assert_eq!(Reason::AuthenticationFailure.code(), 16);
         assert_eq!(Reason::NoSuchUser.code(), 8);
         assert_eq!(Reason::AccountDisabled.code(), 34);
+        // The IAS_* reason codes of the directory path.
+        assert_eq!(Reason::DomainUnavailable.code(), 5);
+        assert_eq!(Reason::PasswordMustChange.code(), 33);
+        assert_eq!(Reason::AccountExpired.code(), 35);
+        assert_eq!(Reason::AccountLockedOut.code(), 36);
+        assert_eq!(Reason::InvalidLogonHours.code(), 37);
+        assert_eq!(Reason::AccountRestriction.code(), 38);
+        assert_eq!(Reason::DialinDisabled.code(), 65);
     }
 }

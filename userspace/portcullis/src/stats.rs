@@ -114,6 +114,9 @@ pub fn render(shards: &[std::sync::Arc<ShardStats>]) -> String {
         let total: u64 = shards.iter().map(|s| s.gauge(g)).sum();
         let _ = writeln!(out, "{} {}", g.label(), total);
     }
+    if let Some(bytes) = heap_in_use() {
+        let _ = writeln!(out, "heap_in_use_bytes {bytes}");
+    }
     let mut drops: BTreeMap<&'static str, u64> = BTreeMap::new();
     for s in shards {
         if let Ok(m) = s.drops.lock() {
@@ -126,6 +129,20 @@ pub fn render(shards: &[std::sync::Arc<ShardStats>]) -> String {
         let _ = writeln!(out, "drop.{k} {v}");
     }
     out
+}
+
+/// Bytes the allocator has handed out and not got back (glibc's `mallinfo2`): what the
+/// process's data structures really hold, unlike RSS, which keeps freed pages.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn heap_in_use() -> Option<u64> {
+    // SAFETY: mallinfo2 only reads the allocator's statistics.
+    let info = unsafe { libc::mallinfo2() };
+    Some((info.uordblks + info.hblkhd) as u64)
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn heap_in_use() -> Option<u64> {
+    None
 }
 
 #[cfg(test)]

@@ -17,6 +17,9 @@ use serde::Deserialize;
 use toml::Spanned;
 use zeroize::Zeroizing;
 
+mod directory;
+pub use directory::{DirectorySettings, OnUnavailable};
+
 /// The configuration `portcullis serve` uses when no `--config` is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../defaults/portcullis.toml");
 /// The demo users of the embedded default (`alice`, `bob`); see README.
@@ -88,6 +91,8 @@ pub struct Config {
     pub accounting: AccountingConfig,
     pub log: LogConfig,
     pub mfa: MfaConfig,
+    /// `[directory]`: Active Directory for the users the local store does not hold.
+    pub directory: Option<DirectorySettings>,
 }
 
 /// What to do when the MFA service cannot answer (unreachable, timeout, circuit open).
@@ -302,6 +307,7 @@ struct RawConfig {
     log: RawLog,
     #[serde(default)]
     mfa: RawMfa,
+    directory: Option<Spanned<directory::RawDirectory>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1101,6 +1107,10 @@ impl Cx<'_> {
         };
 
         let mfa = self.mfa(&raw.mfa, &origin)?;
+        let directory = match &raw.directory {
+            Some(d) => Some(self.directory(d, mfa.login_id_attribute.as_deref())?),
+            None => None,
+        };
         for c in &raw.clients {
             if let Some(m) = &c.get_ref().mfa {
                 if m.get_ref() != "none" && !mfa.providers.iter().any(|p| &p.name == m.get_ref()) {
@@ -1118,6 +1128,7 @@ impl Cx<'_> {
         }
 
         Ok(Config {
+            directory,
             mfa,
             origin,
             data_dir,

@@ -13,7 +13,7 @@ use crate::config::ClientConfig;
 pub struct Client {
     /// Position in the configuration; stable across a reload that keeps the client list.
     pub index: u32,
-    pub name: String,
+    pub name: Arc<str>,
     pub network: IpNet,
     pub secret: SharedSecret,
     pub require_message_authenticator: bool,
@@ -56,7 +56,7 @@ impl ClientTable {
                 None => None,
                 Some(next) => Some(Arc::new(Client {
                     index: u32::try_from(index).unwrap_or(u32::MAX),
-                    name: c.name.clone(),
+                    name: c.name.as_str().into(),
                     network: c.network,
                     secret: SharedSecret::new(next.expose().as_bytes()).map_err(|e| {
                         anyhow::anyhow!("client `{}` (line {}): secret_next: {e}", c.name, c.line)
@@ -71,7 +71,7 @@ impl ClientTable {
                 rotated,
                 index: u32::try_from(index).unwrap_or(u32::MAX),
                 mfa: provider,
-                name: c.name.clone(),
+                name: c.name.as_str().into(),
                 network: c.network,
                 secret: SharedSecret::new(c.secret.expose().as_bytes())
                     .map_err(|e| anyhow::anyhow!("client `{}` (line {}): {e}", c.name, c.line))?,

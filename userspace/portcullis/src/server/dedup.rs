@@ -135,18 +135,37 @@ impl DedupCache {
 
     /// Stores the reply for a request that [`check`](Self::check) reported as new. A reply for an
     /// entry that has since been replaced (the NAS moved on to a new request) is not stored.
+    ///
+    /// A request the cache does not hold (it waited elsewhere, in the pending MFA table) is
+    /// added as answered; one whose identifier a newer request took meanwhile is left alone.
     pub fn answered(&mut self, key: Key, authenticator: &[u8; 16], reply: &[u8], now: Instant) {
         let window = self.window;
         self.generation += 1;
         let generation = self.generation;
-        if let Some(e) = self.map.get_mut(&key) {
-            if &e.authenticator == authenticator {
+        match self.map.get_mut(&key) {
+            Some(e) if &e.authenticator == authenticator => {
                 e.state = State::Answered(reply.into());
                 e.generation = generation;
-                self.answered_expiry
-                    .push_back((now + window, key, generation));
+            }
+            Some(_) => return,
+            None => {
+                while self.map.len() >= self.max_entries {
+                    if !self.evict_oldest() {
+                        break;
+                    }
+                }
+                self.map.insert(
+                    key,
+                    Entry {
+                        authenticator: *authenticator,
+                        state: State::Answered(reply.into()),
+                        generation,
+                    },
+                );
             }
         }
+        self.answered_expiry
+            .push_back((now + window, key, generation));
     }
 
     /// Forgets a request that was not answered (dropped after all), so that a retransmission is
@@ -202,6 +221,27 @@ impl DedupCache {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_answer_to_a_request_held_elsewhere_is_cached_for_its_retransmissions() {
+        let now = Instant::now();
+        let mut c = DedupCache::new(Duration::from_secs(30), Duration::from_secs(60), 16);
+        let k = key(1000, 7);
+        // Seen, then parked in the pending table (forgotten here).
+        assert_eq!(c.check(k, &[1; 16], now), Lookup::New { replaced: false });
+        c.forget(k, &[1; 16]);
+        assert!(c.is_empty());
+        c.answered(k, &[1; 16], b"reply", now);
+        assert_eq!(c.check(k, &[1; 16], now), Lookup::Cached(b"reply"));
+        // A newer request that took the identifier meanwhile is not overwritten.
+        let k2 = key(1000, 8);
+        assert_eq!(c.check(k2, &[2; 16], now), Lookup::New { replaced: false });
+        c.answered(k2, &[3; 16], b"late", now);
+        assert_eq!(c.check(k2, &[2; 16], now), Lookup::InProgress);
+        // Answers expire after the window like any other.
+        let later = now + Duration::from_secs(31);
+        assert_eq!(c.check(k, &[1; 16], later), Lookup::New { replaced: false });
+    }
 
     fn key(port: u16, id: u8) -> Key {
         Key {

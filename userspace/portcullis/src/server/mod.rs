@@ -7,6 +7,7 @@
 
 pub mod clients;
 pub mod dedup;
+pub mod directory;
 pub mod pipeline;
 pub mod primary;
 pub mod push_queue;
@@ -44,6 +45,9 @@ pub struct Shared {
     /// Built once at start-up and carried over by reloads (TOTP replay state and outstanding
     /// challenges survive a reload; provider settings need a restart).
     pub mfa: Arc<crate::mfa::Mfa>,
+    /// `[directory]`, built once at start-up and carried over by reloads (its settings need a
+    /// restart).
+    pub directory: Option<Arc<directory::Backend>>,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -64,11 +68,28 @@ pub fn serve(config: Config) -> Result<()> {
     for p in &config.mfa.providers {
         tracing::info!(provider = %p.name, fail_mode = ?p.fail_mode, "MFA provider ready");
     }
+    let directory = match &config.directory {
+        None => None,
+        Some(d) => {
+            let dir = portcullis_directory::Directory::start(d.directory.clone())
+                .context("cannot start the [directory] backend")?;
+            tracing::info!(
+                servers = ?d.directory.servers,
+                mschapv2 = d.directory.ntlm.is_some(),
+                "directory ready (users not in the local store are authenticated against it)"
+            );
+            Some(Arc::new(directory::Backend {
+                directory: dir,
+                on_unavailable: d.on_unavailable,
+            }))
+        }
+    };
     let shared = Arc::new(ArcSwap::from_pointee(Shared {
         clients: ClientTable::new(&config.clients, &mfa)?,
         users,
         accounting: sink,
         mfa,
+        directory,
     }));
 
     let shards = if config.server.shards == 0 {
@@ -252,6 +273,7 @@ fn reload(config: &Config, shared: &Arc<ArcSwap<Shared>>, xdp: &std::sync::Mutex
         users,
         accounting: old.accounting.clone(),
         mfa: old.mfa.clone(),
+        directory: old.directory.clone(),
     }));
     if let Ok(mut x) = xdp.lock() {
         x.replace_clients(&new);

@@ -64,7 +64,7 @@ pub struct DeferredAnswer {
     key: Key,
     authenticator: [u8; 16],
     reply: Vec<u8>,
-    client: String,
+    client: Arc<str>,
 }
 
 pub struct Pipeline {
@@ -355,6 +355,21 @@ impl Work {
             identifier: request.identifier(),
         };
         let authenticator = *request.authenticator();
+        // A retransmission of a login waiting for its push: the pending table knows it (such
+        // logins keep no entry in the duplicate cache until answered, which halves what a
+        // pending login costs).
+        if code != Code::ACCOUNTING_REQUEST && !self.pending.is_empty() {
+            let rk = portcullis_pending::RequestKey {
+                from,
+                listener: index,
+                identifier: key.identifier,
+                authenticator,
+            };
+            if self.pending.join_request(&rk).is_some() {
+                self.stats.inc(Counter::DuplicateInProgress);
+                return Outcome::Dropped;
+            }
+        }
         match self.dedup.check(key, &authenticator, now) {
             Lookup::New { replaced } => {
                 if replaced {
@@ -392,8 +407,10 @@ impl Work {
                 self.dedup.deferred(key, &authenticator, now);
                 Outcome::Later(task)
             }
+            // Parked in the pending table, which recognises its retransmissions (above); the
+            // answer is recorded in the duplicate cache when it goes out.
             Access::Waiting => {
-                self.dedup.deferred(key, &authenticator, now);
+                self.dedup.forget(key, &authenticator);
                 Outcome::Waiting
             }
         }
@@ -540,6 +557,12 @@ impl Work {
                 return self.otp_answer(shared, client, key, request, state, now);
             }
         }
+        // Users the local store does not hold go to the directory, when there is one.
+        if let Some(backend) = &shared.directory {
+            if let Some(task) = super::directory::route(backend, shared, client, key, request) {
+                return Access::Later(task);
+            }
+        }
         let primary = primary::authenticate(&shared.users, client, request);
         let Some(grant) = primary.grant else {
             let answer = Answer::Reject {
@@ -604,7 +627,7 @@ impl Work {
                 info: WaiterInfo {
                     reply_to: ReplyTo::new(request, key, client),
                     method: primary.method,
-                    ms_ident: grant.ms_chap2.as_ref().map(|(i, _)| *i),
+                    ms_ident: grant.ms_chap2.as_ref().map(|m| m.0),
                     user_name: request.get(AttrType::USER_NAME).unwrap_or_default().into(),
                 },
                 grant,
@@ -734,6 +757,7 @@ impl Work {
         let mut fx = Effects::default();
         let settings = &shared.mfa.settings;
         match done {
+            Done::Directory(d) => self.directory_done(shared, *d, now, &mut fx),
             Done::OtpBegun { login, result } => {
                 let provider = login.provider.clone();
                 match result {
@@ -779,7 +803,7 @@ impl Work {
                                         "MFA challenge sent (Access-Challenge)"
                                     );
                                     fx.replies.push((
-                                        info.reply_to.to,
+                                        info.reply_to.key.from,
                                         bytes,
                                         sf::Waiterless {
                                             key: info.reply_to.key,
@@ -860,7 +884,7 @@ impl Work {
                 );
             }
             Done::PushBegun { id, result } => {
-                self.queue.finished();
+                self.queue.finished(Job::Begin(id));
                 match result {
                     Ok(portcullis_mfa::Begin::PushSent { state }) => {
                         // None: the entry expired while the push was being sent.
@@ -875,7 +899,7 @@ impl Work {
                 }
             }
             Done::Polled { id, result } => {
-                self.queue.finished();
+                self.queue.finished(Job::Poll(id));
                 self.stats.inc(Counter::MfaPolls);
                 match result {
                     Ok(portcullis_mfa::PushStatus::Waiting) => {
@@ -937,7 +961,7 @@ impl Work {
                 Job::Poll(id) => (id, true),
             };
             let (Some(v), Some(deadline)) = (pending.value(id), pending.deadline(id)) else {
-                self.queue.finished();
+                self.queue.finished(job);
                 continue;
             };
             let task = match (&v.state, poll) {
@@ -953,7 +977,7 @@ impl Work {
                 }
                 // A poll for a push not sent, or a second begin: cannot happen; never push twice.
                 _ => {
-                    self.queue.finished();
+                    self.queue.finished(job);
                     continue;
                 }
             };
@@ -1050,5 +1074,107 @@ fn pending_limits(m: &crate::config::MfaConfig) -> portcullis_pending::Limits {
         max_per_client: m.max_pending_per_client,
         max_per_user: m.max_pending_per_user,
         ..Default::default()
+    }
+}
+
+impl Work {
+    /// The directory answered a request [`route`](super::directory::route)d to it: a reject,
+    /// a discard (`on_unavailable = "discard"`), or an accept that continues exactly as after a
+    /// local first factor (the second factor on clients with `mfa`).
+    fn directory_done(
+        &mut self,
+        shared: &Shared,
+        done: super::directory::DirectoryDone,
+        now: Instant,
+        fx: &mut Effects,
+    ) {
+        use super::directory::{self as dir, Outcome as DirOutcome};
+        let Some(backend) = shared.directory.as_ref() else {
+            // Only requests routed to a directory come back from one; it cannot vanish (a
+            // reload carries it over).
+            sf::reject(&done.pending.info, "directory gone", fx, &self.stats);
+            return;
+        };
+        let settings = &shared.mfa.settings;
+        let (p, out) = dir::decide(
+            backend,
+            settings.login_id_attribute.as_deref(),
+            done,
+            fx,
+            &self.stats,
+        );
+        let (grant, mfa_user, detail) = match out {
+            DirOutcome::Rejected => return,
+            DirOutcome::Discard { detail } => {
+                dir::discarded(&p.info, &detail, &self.stats);
+                // A retransmission is processed afresh.
+                self.dedup
+                    .forget(p.info.reply_to.key, &p.info.reply_to.authenticator);
+                return;
+            }
+            DirOutcome::Accept {
+                grant,
+                mfa_user,
+                detail,
+            } => (grant, mfa_user, detail),
+        };
+        let client = p.info.reply_to.client.clone();
+        let Some(provider) = client.mfa.clone() else {
+            sf::answer(
+                &p.info,
+                Some(&grant),
+                Final::Accept { detail: &detail },
+                fx,
+                &self.stats,
+            );
+            return;
+        };
+        let factor = match mfa::plan(settings, p.info.method, p.nas_ip) {
+            Plan::SkipNasAllowList => {
+                let detail = format!("{detail}; MFA skipped: NAS-IP-Address in mfa.skip_nas_ip");
+                sf::answer(
+                    &p.info,
+                    Some(&grant),
+                    Final::Accept { detail: &detail },
+                    fx,
+                    &self.stats,
+                );
+                return;
+            }
+            Plan::Ask(f) => f,
+        };
+        tracing::info!(
+            target: "audit",
+            client = %client.name,
+            user = %audit::SafeName(&p.info.user_name),
+            detail = %detail,
+            "first factor accepted by the directory; second factor next"
+        );
+        // The login is the user name as sent, like a local one: an OTP answer's User-Name must
+        // match it, and a push joins the pending login of the same name on the same NAS.
+        let user = String::from_utf8_lossy(&p.info.user_name).into_owned();
+        let login = Login {
+            waiter: Waiter {
+                info: p.info,
+                grant,
+            },
+            request: portcullis_mfa::MfaRequest {
+                user: mfa_user,
+                nas_ip: p.nas_ip,
+                client: client.name.clone(),
+                calling_station: p.calling_station,
+                context_id: context_id(),
+            },
+            provider,
+            client_index: client.index,
+            user,
+        };
+        match factor {
+            portcullis_mfa::Factor::Otp => fx.tasks.push(sf::begin_otp(Box::new(login))),
+            portcullis_mfa::Factor::Push => match self.push(settings, login, now) {
+                PushStart::Started | PushStart::Joined => {}
+                PushStart::Refused(more) => fx.replies.extend(more.replies),
+            },
+        }
     }
 }

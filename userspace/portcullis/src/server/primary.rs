@@ -12,7 +12,8 @@ use crate::audit::{Method, Reason};
 /// What an Access-Accept for this request must carry besides the generic parts.
 pub struct Grant {
     /// MS-CHAPv2: the response ident and the success (authenticator response, MPPE keys).
-    pub ms_chap2: Option<(u8, MsChapV2Success)>,
+    /// Boxed: most grants have none, and a pending login should not carry ~70 empty bytes.
+    pub ms_chap2: Option<Box<(u8, MsChapV2Success)>>,
 }
 
 /// The outcome of primary authentication.
@@ -152,7 +153,7 @@ pub fn authenticate(users: &LocalUsers, client: &Client, request: &VerifiedReque
                         return granted(
                             out,
                             Grant {
-                                ms_chap2: Some((ident, ok)),
+                                ms_chap2: Some(Box::new((ident, ok))),
                             },
                         );
                     }

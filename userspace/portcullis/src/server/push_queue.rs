@@ -9,9 +9,10 @@
 //!   due `poll_interval` after its previous poll.
 //!
 //! Two bounds keep a large table from turning into a storm against the provider or a starved
-//! RADIUS loop: at most `max_in_flight` provider calls at once per shard, and at most
-//! `polls_per_second` status polls per shard (a token bucket; begins are not rate-limited, a
-//! push is what the user waits for). With many logins pending the polls of each are spaced
+//! RADIUS loop: at most `max_in_flight` push sends and as many status polls at once per shard
+//! (separately, so polls a provider holds open — Duo's long-poll — never delay a push), and at
+//! most `polls_per_second` status polls per shard (a token bucket; pushes are not
+//! rate-limited, a push is what the user waits for). With many logins pending the polls of each are spaced
 //! further apart than `poll_interval`; how far behind the queue is shows in `lag`.
 //!
 //! Entries that were answered or expired meanwhile are skipped when they come up (their ids
@@ -44,7 +45,8 @@ pub struct PushQueue {
     origin: Instant,
     begins: VecDeque<EntryId>,
     lanes: Vec<Lane>,
-    in_flight: usize,
+    begins_in_flight: usize,
+    polls_in_flight: usize,
     max_in_flight: usize,
     polls_per_second: u32,
     /// Token bucket for polls, in thousandths of a poll.
@@ -60,7 +62,8 @@ impl PushQueue {
             origin: now,
             begins: VecDeque::new(),
             lanes: Vec::new(),
-            in_flight: 0,
+            begins_in_flight: 0,
+            polls_in_flight: 0,
             max_in_flight: 1,
             polls_per_second: 1,
             tokens_milli: 0,
@@ -117,12 +120,16 @@ impl PushQueue {
     }
 
     /// A call handed out by [`take`](Self::take) finished.
-    pub fn finished(&mut self) {
-        self.in_flight = self.in_flight.saturating_sub(1);
+    pub fn finished(&mut self, job: Job) {
+        match job {
+            Job::Begin(_) => self.begins_in_flight = self.begins_in_flight.saturating_sub(1),
+            Job::Poll(_) => self.polls_in_flight = self.polls_in_flight.saturating_sub(1),
+        }
     }
 
+    /// Provider calls running (push sends and polls).
     pub fn in_flight(&self) -> usize {
-        self.in_flight
+        self.begins_in_flight + self.polls_in_flight
     }
 
     /// Begins and polls queued (including those of logins answered since).
@@ -150,14 +157,16 @@ impl PushQueue {
     /// The next job to start now, if a call slot is free and something is due; `alive` says
     /// whether an entry is still pending (stale ids are dropped here, free of charge).
     pub fn take(&mut self, now: Instant, alive: impl Fn(EntryId) -> bool) -> Option<Job> {
-        if self.in_flight >= self.max_in_flight {
-            return None;
-        }
-        while let Some(id) = self.begins.pop_front() {
-            if alive(id) {
-                self.in_flight += 1;
-                return Some(Job::Begin(id));
+        if self.begins_in_flight < self.max_in_flight {
+            while let Some(id) = self.begins.pop_front() {
+                if alive(id) {
+                    self.begins_in_flight += 1;
+                    return Some(Job::Begin(id));
+                }
             }
+        }
+        if self.polls_in_flight >= self.max_in_flight {
+            return None;
         }
         let now_ms = self.ms(now);
         self.refill(now_ms);
@@ -178,7 +187,7 @@ impl PushQueue {
             }
             lane.due.pop_front();
             self.tokens_milli -= 1000;
-            self.in_flight += 1;
+            self.polls_in_flight += 1;
             self.lag_ms = now_ms - due;
             return Some(Job::Poll(id));
         }
@@ -187,11 +196,11 @@ impl PushQueue {
     /// When [`take`](Self::take) may next hand out a job (None: nothing queued or all call
     /// slots busy, so only a finishing call or a new login changes that).
     pub fn next_due(&self, now: Instant) -> Option<Instant> {
-        if self.in_flight >= self.max_in_flight {
-            return None;
-        }
-        if !self.begins.is_empty() {
+        if !self.begins.is_empty() && self.begins_in_flight < self.max_in_flight {
             return Some(now);
+        }
+        if self.polls_in_flight >= self.max_in_flight {
+            return None;
         }
         let earliest = self
             .lanes
@@ -288,9 +297,26 @@ mod tests {
         assert_eq!(q.take(t0, |_| true), Some(Job::Begin(id[1])));
         assert_eq!(q.take(t0, |_| true), None);
         assert_eq!(q.next_due(t0), None, "only a finishing call frees a slot");
-        q.finished();
+        q.finished(Job::Begin(id[0]));
         assert_eq!(q.next_due(t0), Some(t0));
         assert_eq!(q.take(t0, |_| true), Some(Job::Begin(id[2])));
+    }
+
+    #[test]
+    fn polls_held_open_never_delay_a_push() {
+        let t0 = Instant::now();
+        let (_t, id) = ids(3, t0);
+        let mut q = PushQueue::new(1, 1000, t0);
+        q.poll_after(id[0], S, t0);
+        q.poll_after(id[1], S, t0);
+        assert_eq!(q.take(t0 + S, |_| true), Some(Job::Poll(id[0])));
+        assert_eq!(q.take(t0 + S, |_| true), None, "the poll slot is taken");
+        // A long-polled call is still out; a new login's push goes out anyway.
+        q.begin(id[2]);
+        assert_eq!(q.take(t0 + S, |_| true), Some(Job::Begin(id[2])));
+        assert_eq!(q.in_flight(), 2);
+        q.finished(Job::Poll(id[0]));
+        assert_eq!(q.take(t0 + S, |_| true), Some(Job::Poll(id[1])));
     }
 
     #[test]
