@@ -940,6 +940,8 @@ pub struct TotpProvider {
     store: RwLock<Arc<TotpStore>>,
     state: Mutex<HashMap<String, UserState>>,
     clock: Arc<dyn Clock>,
+    /// Where accepted steps are also appended, so replay protection survives a restart.
+    replay_log: Mutex<Option<std::fs::File>>,
 }
 
 impl fmt::Debug for TotpProvider {
@@ -960,6 +962,82 @@ impl TotpProvider {
             store: RwLock::new(Arc::new(store)),
             state: Mutex::new(HashMap::new()),
             clock,
+            replay_log: Mutex::new(None),
+        }
+    }
+
+    /// Keeps the replay state (the last accepted step of each user) in `path` as well: what the
+    /// file holds is loaded now, so a code accepted before a restart is still refused after
+    /// it, and every accepted code is appended (one short line, no fsync: a crash of the
+    /// process loses nothing, a power cut at most the last moments). The file is compacted to
+    /// one line per user here. Lines are `PERIOD STEP NAME`; unreadable ones are skipped.
+    ///
+    /// # Errors
+    /// When the file exists but cannot be read, or cannot be rewritten or opened for appending.
+    pub fn with_replay_file(self, path: &std::path::Path) -> std::io::Result<Self> {
+        use std::io::Write;
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(e),
+        };
+        let mut loaded: HashMap<String, UserState> = HashMap::new();
+        for line in text.lines() {
+            let mut parts = line.splitn(3, ' ');
+            let (Some(period), Some(step), Some(name)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let (Ok(period), Ok(step)) = (period.parse::<u32>(), step.parse::<u64>()) else {
+                continue;
+            };
+            let e = loaded.entry(name.to_owned()).or_insert(UserState {
+                last_step: step,
+                period,
+                offset: 0,
+                accepted: 0,
+            });
+            if e.period != period || step >= e.last_step {
+                e.last_step = step;
+                e.period = period;
+            }
+        }
+        let mut compact = String::new();
+        for (name, st) in &loaded {
+            compact.push_str(&format!("{} {} {name}\n", st.period, st.last_step));
+        }
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, compact)?;
+        std::fs::rename(&tmp, path)?;
+        let mut file = std::fs::OpenOptions::new().append(true).open(path)?;
+        file.flush()?;
+        {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            for (name, st) in loaded {
+                state.entry(name).or_insert(st);
+            }
+        }
+        *self
+            .replay_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(file);
+        Ok(self)
+    }
+
+    /// Appends an accepted step to the replay file, if there is one.
+    fn persist(&self, user: &str, period: u32, step: u64) {
+        use std::io::Write;
+        if user.contains('\n') {
+            return;
+        }
+        let mut log = self
+            .replay_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(f) = log.as_mut() {
+            if let Err(e) = f.write_all(format!("{period} {step} {user}\n").as_bytes()) {
+                tracing::warn!(provider = %self.name, error = %e, "cannot record a used TOTP step; replay protection across restarts is weakened");
+            }
         }
     }
 
@@ -1062,6 +1140,7 @@ impl TotpProvider {
                     },
                 );
                 drop(state);
+                self.persist(user, opts.period, step);
                 tracing::debug!(provider = %self.name, user = ?user, offset, "TOTP code accepted");
                 Verdict::Allow
             }
@@ -1474,6 +1553,56 @@ mod tests {
             TotpStore::parse(&text, "totp.toml", &key()).unwrap(),
             clock,
         )
+    }
+
+    #[test]
+    fn replay_state_survives_a_restart_through_the_replay_file() {
+        let dir = std::env::temp_dir().join(format!("totp-replay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("used");
+        let _ = std::fs::remove_file(&file);
+        let t0 = 1_700_000_010;
+        let clock = Arc::new(ManualClock::new(t0));
+        let o = TotpOptions::default();
+        let at = |t: u64| code_at(SEED20, t, &o).to_string();
+        let users = [("alice", SEED20, o), ("bob", SEED20, o)];
+
+        let first = provider(clock.clone(), &users)
+            .with_replay_file(&file)
+            .unwrap();
+        assert_eq!(first.verify_code("alice", &at(t0)), Verdict::Allow);
+        clock.advance(Duration::from_secs(30));
+        assert_eq!(first.verify_code("alice", &at(t0 + 30)), Verdict::Allow);
+        drop(first);
+
+        // "Restarted": the same code, and the one before, are replays; bob is unaffected.
+        let second = provider(clock.clone(), &users)
+            .with_replay_file(&file)
+            .unwrap();
+        assert_eq!(
+            second.verify_code("alice", &at(t0 + 30)),
+            Verdict::Deny(DenyReason::Replayed)
+        );
+        assert_eq!(second.verify_code("bob", &at(t0 + 30)), Verdict::Allow);
+        // Compacted to one line per user (bob's line appended after).
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(
+            text.lines().filter(|l| l.ends_with(" alice")).count(),
+            1,
+            "{text}"
+        );
+        assert_eq!(
+            text.lines().filter(|l| l.ends_with(" bob")).count(),
+            1,
+            "{text}"
+        );
+        // Without the file, the restart would have let the code in again.
+        let forgetful = provider(clock.clone(), &users);
+        assert_eq!(forgetful.verify_code("alice", &at(t0 + 30)), Verdict::Allow);
+        // The next step works after the restart.
+        clock.advance(Duration::from_secs(30));
+        assert_eq!(second.verify_code("alice", &at(t0 + 60)), Verdict::Allow);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[tokio::test]

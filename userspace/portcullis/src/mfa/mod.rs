@@ -101,13 +101,19 @@ fn build_provider(
                     )
                 }
             };
-            let _ = config;
             let store = portcullis_mfa::totp::TotpStore::parse(&text, &origin, &key)?;
-            Ok(Arc::new(portcullis_mfa::totp::TotpProvider::new(
+            // Used steps are kept beside the data, so a code is not good again after a restart.
+            std::fs::create_dir_all(&config.data_dir)
+                .with_context(|| format!("{}: cannot create", config.data_dir.display()))?;
+            let replay = config.data_dir.join(format!("totp-used-{name}.log"));
+            let provider = portcullis_mfa::totp::TotpProvider::new(
                 name,
                 store,
                 Arc::new(portcullis_mfa::totp::SystemClock),
-            )))
+            )
+            .with_replay_file(&replay)
+            .with_context(|| format!("{}: cannot use as the TOTP replay file", replay.display()))?;
+            Ok(Arc::new(provider))
         }
         MfaProviderKind::Entra {
             tenant_id,
