@@ -406,3 +406,37 @@ fn the_second_factor_follows_with_the_directory_mail_as_mfa_identity() {
     assert_eq!(r.code, ACCESS_REJECT);
     assert_reason(&s, "ad-alice", 16);
 }
+
+#[test]
+fn network_policies_match_the_directory_groups_nested_ones_included() {
+    let Some(dc) = dc() else { return };
+    // `staff` reaches ad-alice only through vpn-users; names compare case-insensitively.
+    let s = start(
+        &dc,
+        &[REAL_DC.into()],
+        "[[policy]]\nname = \"ad-staff\"\ngroups = [\"STAFF\"]\n\
+         reply_attributes = { \"Session-Timeout\" = 1800, \"Class\" = \"ad-staff\" }\n",
+    );
+    let pw = dc.get("PASSWORD");
+    let r = rad_pap(None, s.auth, "ad-alice", pw);
+    assert_eq!(
+        r.code.as_deref(),
+        Some("Access-Accept"),
+        "{}\n{}",
+        r.output,
+        s.log()
+    );
+    let received = r.output.split("Received ").nth(1).unwrap_or_default();
+    assert!(received.contains("Session-Timeout = 1800"), "{}", r.output);
+    assert!(
+        received.contains(&format!("Class = 0x{}", hex::encode("ad-staff"))),
+        "{}",
+        r.output
+    );
+    let line = audit_for(&s, "ad-alice");
+    assert!(line.contains("ad-staff"), "{line}");
+    // ad-bob is in no group: no policy matches, NPS reason 48.
+    let r = rad_pap(None, s.auth, "ad-bob", pw);
+    assert_eq!(r.code.as_deref(), Some("Access-Reject"), "{}", r.output);
+    assert_reason(&s, "ad-bob", 48);
+}

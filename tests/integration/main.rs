@@ -15,6 +15,7 @@ mod mfa;
 mod mfa_lifecycle;
 mod mfa_push;
 mod mschapv2;
+mod policy;
 mod privacyidea;
 mod reload;
 mod rotation;

@@ -101,6 +101,8 @@ pub struct ServerOpts {
     pub mfa: String,
     /// User attributes (user, key, value) set with `portcullis users set-attr`.
     pub user_attrs: Vec<(&'static str, &'static str, &'static str)>,
+    /// Group memberships (user, group) given to `portcullis users add --group`.
+    pub user_groups: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for ServerOpts {
@@ -117,6 +119,7 @@ impl Default for ServerOpts {
             totp: Vec::new(),
             mfa: String::new(),
             user_attrs: Vec::new(),
+            user_groups: Vec::new(),
         }
     }
 }
@@ -162,6 +165,15 @@ pub fn portcullis(args: &[&str], stdin: Option<&str>) -> (ExitStatus, String, St
 
 /// Writes a users file (and CHAP key) with `portcullis users`, the way an admin would.
 pub fn make_users(dir: &Path, users: &[User]) -> (PathBuf, PathBuf) {
+    make_users_in_groups(dir, users, &[])
+}
+
+/// [`make_users`], with group memberships (user, group).
+pub fn make_users_in_groups(
+    dir: &Path,
+    users: &[User],
+    groups: &[(&str, &str)],
+) -> (PathBuf, PathBuf) {
     let file = dir.join("users.toml");
     let key = dir.join("users.key");
     let (st, _, err) = portcullis(
@@ -190,6 +202,9 @@ pub fn make_users(dir: &Path, users: &[User]) -> (PathBuf, PathBuf) {
         if u.chap {
             args.push("--chap");
         }
+        for (_, g) in groups.iter().filter(|(n, _)| *n == u.name) {
+            args.extend(["--group", g]);
+        }
         let (st, _, err) = portcullis(&args, Some(&format!("{}\n", u.password)));
         assert!(st.success(), "users add {} failed: {err}", u.name);
     }
@@ -199,7 +214,7 @@ pub fn make_users(dir: &Path, users: &[User]) -> (PathBuf, PathBuf) {
 impl Server {
     pub fn start(opts: ServerOpts) -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let (users, key) = make_users(dir.path(), &opts.users);
+        let (users, key) = make_users_in_groups(dir.path(), &opts.users, &opts.user_groups);
         for (user, k, v) in &opts.user_attrs {
             let (st, _, err) = portcullis(
                 &[

@@ -47,6 +47,11 @@ pub enum Reason {
     InvalidLogonHours,
     /// 38 (IAS_ACCOUNT_RESTRICTION): another account restriction.
     AccountRestriction,
+    /// 48 (IAS_NO_POLICY_MATCH): no `[[policy]]` matched and `when_none_match = "deny"`.
+    NoPolicyMatch,
+    /// 65 (IAS_DIALIN_DISABLED): a `[[policy]]` with `access = "deny"` matched (NPS logs a
+    /// matching deny network policy with this code and the policy's name).
+    PolicyDenied,
     /// 65 (IAS_DIALIN_DISABLED): the account's dial-in permission is "deny access"
     /// (msNPAllowDialin = FALSE).
     DialinDisabled,
@@ -73,6 +78,8 @@ impl Reason {
             Reason::AccountLockedOut => 36,
             Reason::InvalidLogonHours => 37,
             Reason::AccountRestriction => 38,
+            Reason::NoPolicyMatch => 48,
+            Reason::PolicyDenied => 65,
             Reason::DialinDisabled => 65,
             Reason::InvalidAuthType => 66,
         }
@@ -96,6 +103,8 @@ impl Reason {
             Reason::AccountLockedOut => "account locked out",
             Reason::InvalidLogonHours => "outside logon hours",
             Reason::AccountRestriction => "account restriction",
+            Reason::NoPolicyMatch => "no network policy matched",
+            Reason::PolicyDenied => "denied by network policy",
             Reason::DialinDisabled => "dial-in permission denied",
             Reason::InvalidAuthType => "no supported authentication method in request",
         }
@@ -192,7 +201,38 @@ pub fn decision(
     reason: Reason,
     detail: &str,
 ) {
+    decision_by_policy(decision, client, from, user, method, reason, None, detail);
+}
+
+/// Writes one audit line naming the network policy that decided (NPS "Network Policy Name").
+#[allow(clippy::too_many_arguments)]
+pub fn decision_by_policy(
+    decision: Decision,
+    client: &str,
+    from: SocketAddr,
+    user: Option<&[u8]>,
+    method: Method,
+    reason: Reason,
+    policy: Option<&str>,
+    detail: &str,
+) {
     let user = user.map(SafeName);
+    if let Some(policy) = policy {
+        tracing::info!(
+            target: "audit",
+            event_id = decision.event_id(),
+            decision = decision.as_str(),
+            client = client,
+            client_addr = %from,
+            user = %user.as_ref().map(|u| u as &dyn fmt::Display).unwrap_or(&"-"),
+            method = method.as_str(),
+            reason_code = reason.code(),
+            reason = reason.text(),
+            policy = policy,
+            detail = detail,
+        );
+        return;
+    }
     tracing::info!(
         target: "audit",
         event_id = decision.event_id(),
@@ -237,5 +277,7 @@ mod tests {
         assert_eq!(Reason::InvalidLogonHours.code(), 37);
         assert_eq!(Reason::AccountRestriction.code(), 38);
         assert_eq!(Reason::DialinDisabled.code(), 65);
+        assert_eq!(Reason::NoPolicyMatch.code(), 48);
+        assert_eq!(Reason::PolicyDenied.code(), 65);
     }
 }

@@ -18,7 +18,9 @@ use toml::Spanned;
 use zeroize::Zeroizing;
 
 mod directory;
+mod policy;
 pub use directory::{DirectorySettings, OnUnavailable};
+pub use policy::{PoliciesConfig, PolicyAccess, PolicyConfig, PolicyMfa};
 
 /// The configuration `portcullis serve` uses when no `--config` is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../defaults/portcullis.toml");
@@ -93,6 +95,8 @@ pub struct Config {
     pub mfa: MfaConfig,
     /// `[directory]`: Active Directory for the users the local store does not hold.
     pub directory: Option<DirectorySettings>,
+    /// `[[policy]]` (in order) and `[policies]`: network policies after the first factor.
+    pub policies: PoliciesConfig,
 }
 
 /// What to do when the MFA service cannot answer (unreachable, timeout, circuit open).
@@ -308,6 +312,10 @@ struct RawConfig {
     #[serde(default)]
     mfa: RawMfa,
     directory: Option<Spanned<directory::RawDirectory>>,
+    #[serde(default, rename = "policy")]
+    policy: Vec<Spanned<policy::RawPolicy>>,
+    #[serde(default)]
+    policies: policy::RawPolicies,
 }
 
 #[derive(Deserialize, Default)]
@@ -1126,9 +1134,11 @@ impl Cx<'_> {
                 c.mfa = None;
             }
         }
+        let policies = self.policies(&raw.policy, &raw.policies, &clients, &mfa.providers)?;
 
         Ok(Config {
             directory,
+            policies,
             mfa,
             origin,
             data_dir,

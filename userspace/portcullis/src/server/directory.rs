@@ -39,6 +39,8 @@ pub struct Pending {
     pub info: WaiterInfo,
     pub nas_ip: Option<IpAddr>,
     pub calling_station: Option<String>,
+    /// NAS-Port-Type, for the network policies.
+    pub nas_port_type: Option<u32>,
     /// MS-CHAPv2 response ident, when the method is MS-CHAPv2.
     pub ms_ident: Option<u8>,
 }
@@ -56,6 +58,8 @@ pub enum Outcome {
         grant: Grant,
         /// The MFA identity.
         mfa_user: String,
+        /// The account's groups (common names, nested ones included), for the policies.
+        groups: Vec<String>,
         detail: String,
     },
     /// Answered with an Access-Reject (already in the effects).
@@ -98,6 +102,7 @@ pub fn route(
         calling_station: request
             .get(AttrType::CALLING_STATION_ID)
             .map(|v| String::from_utf8_lossy(v).into_owned()),
+        nas_port_type: super::policy::nas_port_type(request),
         ms_ident: None,
     };
     let dir = &backend.directory;
@@ -233,8 +238,10 @@ pub fn decide(
             Outcome::Accept {
                 grant: Grant {
                     ms_chap2: ms_chap2.map(Box::new),
+                    policy: None,
                 },
                 mfa_user,
+                groups: user.groups.into_iter().map(|g| g.cn).collect(),
                 detail,
             }
         }
@@ -313,6 +320,19 @@ pub fn reject(
     fx: &mut Effects,
     stats: &ShardStats,
 ) {
+    reject_by_policy(w, reason, ms, None, detail, fx, stats);
+}
+
+/// [`reject`], naming the network policy that decided.
+pub fn reject_by_policy(
+    w: &WaiterInfo,
+    reason: Reason,
+    ms: MsChapErrorCode,
+    policy: Option<&str>,
+    detail: &str,
+    fx: &mut Effects,
+    stats: &ShardStats,
+) {
     let answer = Answer::Reject {
         ms_error: w.ms_ident.map(|i| (i, ms)),
         message: None,
@@ -324,13 +344,14 @@ pub fn reject(
         return;
     }
     stats.inc(Counter::AccessReject);
-    audit::decision(
+    audit::decision_by_policy(
         Decision::Denied,
         &w.reply_to.client.name,
         w.reply_to.key.from,
         Some(&w.user_name),
         w.method,
         reason,
+        policy,
         detail,
     );
     fx.replies.push((

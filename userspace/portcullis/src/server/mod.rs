@@ -9,6 +9,7 @@ pub mod clients;
 pub mod dedup;
 pub mod directory;
 pub mod pipeline;
+pub mod policy;
 pub mod primary;
 pub mod push_queue;
 pub mod reply;
@@ -48,6 +49,8 @@ pub struct Shared {
     /// `[directory]`, built once at start-up and carried over by reloads (its settings need a
     /// restart).
     pub directory: Option<Arc<directory::Backend>>,
+    /// `[[policy]]`, compiled; replaced by a reload like the clients.
+    pub policies: policy::Policies,
 }
 
 /// Runs the server until SIGTERM or SIGINT.
@@ -86,6 +89,7 @@ pub fn serve(config: Config) -> Result<()> {
     };
     let shared = Arc::new(ArcSwap::from_pointee(Shared {
         clients: ClientTable::new(&config.clients, &mfa)?,
+        policies: policy::Policies::new(&config.policies, &config.clients, &mfa)?,
         users,
         accounting: sink,
         mfa,
@@ -268,8 +272,16 @@ fn reload(config: &Config, shared: &Arc<ArcSwap<Shared>>, xdp: &std::sync::Mutex
             return;
         }
     };
+    let policies = match policy::Policies::new(&new.policies, &new.clients, &old.mfa) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "reload refused; keeping the old policies");
+            return;
+        }
+    };
     shared.store(Arc::new(Shared {
         clients,
+        policies,
         users,
         accounting: old.accounting.clone(),
         mfa: old.mfa.clone(),
@@ -278,7 +290,11 @@ fn reload(config: &Config, shared: &Arc<ArcSwap<Shared>>, xdp: &std::sync::Mutex
     if let Ok(mut x) = xdp.lock() {
         x.replace_clients(&new);
     }
-    tracing::info!(clients = new.clients.len(), "configuration reloaded");
+    tracing::info!(
+        clients = new.clients.len(),
+        policies = new.policies.policies.len(),
+        "configuration reloaded"
+    );
 }
 
 /// Refuses to go on when the result of a step is unusable; used by `check-config`.

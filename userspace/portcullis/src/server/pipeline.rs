@@ -22,10 +22,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use portcullis_auth::mschapv2::MsChapErrorCode;
 use portcullis_proto::{verify_request, AttrType, Code, PacketBuilder, RawPacket, VerifiedRequest};
 
 use super::clients::Client;
 use super::dedup::{DedupCache, Key, Lookup};
+use super::policy;
 use super::primary;
 use super::push_queue::{Job, PushQueue};
 use super::reply::{self, Answer, ReplyTo};
@@ -512,6 +514,22 @@ impl Work {
         reason: Reason,
         detail: &str,
     ) -> Access {
+        self.reply_now_by_policy(client, from, request, answer, method, reason, None, detail)
+    }
+
+    /// [`reply_now`](Self::reply_now), naming the network policy that decided.
+    #[allow(clippy::too_many_arguments)]
+    fn reply_now_by_policy(
+        &mut self,
+        client: &Client,
+        from: SocketAddr,
+        request: &VerifiedRequest<'_>,
+        answer: &Answer<'_>,
+        method: Method,
+        reason: Reason,
+        policy: Option<&str>,
+        detail: &str,
+    ) -> Access {
         let (buf, built) =
             reply::to_request(std::mem::take(&mut self.reply), request, client, answer);
         self.reply = buf;
@@ -526,7 +544,7 @@ impl Work {
         } else {
             Counter::AccessReject
         });
-        audit::decision(
+        audit::decision_by_policy(
             if granted {
                 Decision::Granted
             } else {
@@ -537,6 +555,7 @@ impl Work {
             request.get(AttrType::USER_NAME),
             method,
             reason,
+            policy,
             detail,
         );
         Access::Replied
@@ -564,7 +583,7 @@ impl Work {
             }
         }
         let primary = primary::authenticate(&shared.users, client, request);
-        let Some(grant) = primary.grant else {
+        let Some(mut grant) = primary.grant else {
             let answer = Answer::Reject {
                 ms_error: primary.ms_error,
                 message: None,
@@ -579,18 +598,6 @@ impl Work {
                 "",
             );
         };
-        let Some(provider) = client.mfa.clone() else {
-            return self.reply_now(
-                client,
-                key.from,
-                request,
-                &Answer::Accept(&grant),
-                primary.method,
-                Reason::Success,
-                "",
-            );
-        };
-        let settings = &shared.mfa.settings;
         let nas_ip = request
             .get(AttrType::NAS_IP_ADDRESS)
             .and_then(|v| <[u8; 4]>::try_from(v).ok())
@@ -601,15 +608,72 @@ impl Work {
                     .and_then(|v| <[u8; 16]>::try_from(v).ok())
                     .map(std::net::IpAddr::from)
             });
+        // Network policies: after the first factor (the groups are known), before the second.
+        // (No user lookup when there are no policies to evaluate.)
+        let groups = match primary.user.as_deref() {
+            Some(u) if !shared.policies.is_open() => {
+                shared.users.get(u).map_or(&[][..], |u| u.groups())
+            }
+            _ => &[][..],
+        };
+        let facts = policy::Facts::new(
+            client.index,
+            groups.iter().map(String::as_str),
+            policy::nas_port_type(request),
+            nas_ip,
+        );
+        let (provider, skipped) = match shared.policies.next(client, &facts) {
+            policy::Next::Reject { reason, policy } => {
+                let answer = Answer::Reject {
+                    ms_error: grant
+                        .ms_chap2
+                        .as_ref()
+                        .map(|m| (m.0, MsChapErrorCode::NoDialinPermission)),
+                    message: None,
+                };
+                return self.reply_now_by_policy(
+                    client,
+                    key.from,
+                    request,
+                    &answer,
+                    primary.method,
+                    reason,
+                    policy.as_deref().map(|p| &*p.name),
+                    "",
+                );
+            }
+            policy::Next::Go {
+                policy,
+                provider,
+                skipped,
+            } => {
+                grant.policy = policy;
+                (provider, skipped)
+            }
+        };
+        let Some(provider) = provider else {
+            return self.reply_now_by_policy(
+                client,
+                key.from,
+                request,
+                &Answer::Accept(&grant),
+                primary.method,
+                Reason::Success,
+                grant.policy.as_deref().map(|p| &*p.name),
+                if skipped { "MFA skipped by policy" } else { "" },
+            );
+        };
+        let settings = &shared.mfa.settings;
         let factor = match mfa::plan(settings, primary.method, nas_ip) {
             Plan::SkipNasAllowList => {
-                return self.reply_now(
+                return self.reply_now_by_policy(
                     client,
                     key.from,
                     request,
                     &Answer::Accept(&grant),
                     primary.method,
                     Reason::Success,
+                    grant.policy.as_deref().map(|p| &*p.name),
                     "MFA skipped: NAS-IP-Address in mfa.skip_nas_ip",
                 )
             }
@@ -1103,7 +1167,7 @@ impl Work {
             fx,
             &self.stats,
         );
-        let (grant, mfa_user, detail) = match out {
+        let (mut grant, mfa_user, groups, detail) = match out {
             DirOutcome::Rejected => return,
             DirOutcome::Discard { detail } => {
                 dir::discarded(&p.info, &detail, &self.stats);
@@ -1115,11 +1179,46 @@ impl Work {
             DirOutcome::Accept {
                 grant,
                 mfa_user,
+                groups,
                 detail,
-            } => (grant, mfa_user, detail),
+            } => (grant, mfa_user, groups, detail),
         };
         let client = p.info.reply_to.client.clone();
-        let Some(provider) = client.mfa.clone() else {
+        // Network policies, with the groups the directory resolved (nested ones included).
+        let facts = policy::Facts::new(
+            client.index,
+            groups.iter().map(String::as_str),
+            p.nas_port_type,
+            p.nas_ip,
+        );
+        let (provider, skipped) = match shared.policies.next(&client, &facts) {
+            policy::Next::Reject { reason, policy } => {
+                dir::reject_by_policy(
+                    &p.info,
+                    reason,
+                    MsChapErrorCode::NoDialinPermission,
+                    policy.as_deref().map(|p| &*p.name),
+                    &detail,
+                    fx,
+                    &self.stats,
+                );
+                return;
+            }
+            policy::Next::Go {
+                policy,
+                provider,
+                skipped,
+            } => {
+                grant.policy = policy;
+                (provider, skipped)
+            }
+        };
+        let Some(provider) = provider else {
+            let detail = if skipped {
+                format!("{detail}; MFA skipped by policy")
+            } else {
+                detail
+            };
             sf::answer(
                 &p.info,
                 Some(&grant),

@@ -6,7 +6,10 @@ use portcullis_auth::mschapv2::{MsChap2Response, MsChapErrorCode, MsChapV2Succes
 use portcullis_auth::store::{ChapOutcome, LocalUsers};
 use portcullis_proto::{crypto, ms, AttrType, Code, RawPacket, VerifiedRequest, MICROSOFT};
 
+use std::sync::Arc;
+
 use super::clients::Client;
+use super::policy::Policy;
 use crate::audit::{Method, Reason};
 
 /// What an Access-Accept for this request must carry besides the generic parts.
@@ -14,6 +17,10 @@ pub struct Grant {
     /// MS-CHAPv2: the response ident and the success (authenticator response, MPPE keys).
     /// Boxed: most grants have none, and a pending login should not carry ~70 empty bytes.
     pub ms_chap2: Option<Box<(u8, MsChapV2Success)>>,
+    /// The network policy that granted the login: its reply attributes go into every
+    /// Access-Accept (immediate, after a push, after an OTP challenge), its name into the audit
+    /// line. `None` with no policies configured. One pointer, shared by all its logins.
+    pub policy: Option<Arc<Policy>>,
 }
 
 /// The outcome of primary authentication.
@@ -93,7 +100,13 @@ pub fn authenticate(users: &LocalUsers, client: &Client, request: &VerifiedReque
                 None => out.reason = Reason::NoSuchUser,
                 Some(u) if u.is_disabled() => out.reason = Reason::AccountDisabled,
                 Some(u) if u.verify_pap(&password) => {
-                    return granted(out, Grant { ms_chap2: None })
+                    return granted(
+                        out,
+                        Grant {
+                            ms_chap2: None,
+                            policy: None,
+                        },
+                    )
                 }
                 Some(_) => {}
             }
@@ -115,7 +128,15 @@ pub fn authenticate(users: &LocalUsers, client: &Client, request: &VerifiedReque
                 None => out.reason = Reason::NoSuchUser,
                 Some(u) if u.is_disabled() => out.reason = Reason::AccountDisabled,
                 Some(u) => match u.verify_chap(ident, response, challenge) {
-                    ChapOutcome::Accept => return granted(out, Grant { ms_chap2: None }),
+                    ChapOutcome::Accept => {
+                        return granted(
+                            out,
+                            Grant {
+                                ms_chap2: None,
+                                policy: None,
+                            },
+                        )
+                    }
                     ChapOutcome::Reject => {}
                     ChapOutcome::NotAvailable => out.reason = Reason::NoReversiblyEncryptedPassword,
                 },
@@ -154,6 +175,7 @@ pub fn authenticate(users: &LocalUsers, client: &Client, request: &VerifiedReque
                             out,
                             Grant {
                                 ms_chap2: Some(Box::new((ident, ok))),
+                                policy: None,
                             },
                         );
                     }

@@ -134,6 +134,11 @@ fn body(
                 b.push_vsa(MICROSOFT, ms::MPPE_ENCRYPTION_POLICY, &1u32.to_be_bytes())?;
                 b.push_vsa(MICROSOFT, ms::MPPE_ENCRYPTION_TYPES, &6u32.to_be_bytes())?;
             }
+            if let Some(policy) = &grant.policy {
+                for a in policy.reply.iter() {
+                    a.push_to(b)?;
+                }
+            }
         }
         Answer::Reject { ms_error, message } => {
             if let Some((ident, err)) = ms_error {
