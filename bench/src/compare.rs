@@ -200,10 +200,12 @@ pub fn run(cli: &Cli, rate: Option<f64>, plot_path: Option<&Path>) -> Result<boo
         ("freeradius", fr.pid(), pick(fr.auth, fr.acct), true),
     ];
     eprintln!(
-        "[bench] {} Portcullis vs FreeRADIUS ({} worker threads): {} round(s) of {} s (+{} s \
-         warm-up) each, {}",
+        "[bench] {} Portcullis vs FreeRADIUS ({}): {} round(s) of {} s (+{} s warm-up) each, {}",
         cli.scenario.name(),
-        cli.freeradius_threads,
+        match cli.freeradius_threads {
+            0 => "no thread pool".to_owned(),
+            n => format!("{n} worker thread(s)"),
+        },
         cli.rounds,
         cli.duration,
         WARMUP.as_secs(),
@@ -213,6 +215,7 @@ pub fn run(cli: &Cli, rate: Option<f64>, plot_path: Option<&Path>) -> Result<boo
         }
     );
     let mut runs = Vec::new();
+    let mut acknowledged: std::collections::BTreeMap<&str, u64> = Default::default();
     for round in 1..=cli.rounds {
         for &(name, pid, target, ma_anywhere) in &targets {
             let cfg = LoadConfig {
@@ -224,6 +227,7 @@ pub fn run(cli: &Cli, rate: Option<f64>, plot_path: Option<&Path>) -> Result<boo
                 timeout: TIMEOUT,
                 rate,
                 label: format!("{name} #{round}"),
+                spin: cli.spin,
             };
             let t = Target {
                 server: name,
@@ -237,10 +241,13 @@ pub fn run(cli: &Cli, rate: Option<f64>, plot_path: Option<&Path>) -> Result<boo
             // the machine may be shared, and a ratio of one clean and one disturbed run says
             // nothing.
             runner::wait_quiet(&watched, QUIET_WAIT);
+            crate::check_interrupted()?;
             let mut attempt = 0;
             let r = loop {
                 attempt += 1;
                 let r = runner::measure(&cfg, cli.scenario, &secret, &users, &t)?;
+                // Every attempt's records reached the server, kept or not.
+                *acknowledged.entry(name).or_default() += r.ok_total;
                 let disturbed = r.other_cpu_percent.unwrap_or(0.0) > crate::OTHER_CPU_WARNING;
                 if !disturbed || attempt > MAX_RETRIES {
                     break r;
@@ -273,12 +280,7 @@ pub fn run(cli: &Cli, rate: Option<f64>, plot_path: Option<&Path>) -> Result<boo
     }
     let problems = fr.problems();
     let records = if cli.scenario == Scenario::Accounting {
-        let acked = |name: &str| -> u64 {
-            runs.iter()
-                .filter(|r| r.server == name)
-                .map(|r| r.ok_total)
-                .sum()
-        };
+        let acked = |name: &str| acknowledged.get(name).copied().unwrap_or(0);
         Some(Records {
             portcullis_acknowledged: acked("portcullis"),
             portcullis_on_disk: jsonl_records(&pc.data_dir().join("accounting"))?,

@@ -8,7 +8,12 @@
 //!   Latency is measured from the due time, not from the moment the request actually left, so a
 //!   stalled server (or a client that fell behind) shows in the latencies instead of being hidden
 //!   by sending less (coordinated omission). Every identifier of every socket may be in use;
-//!   when all are, due requests wait in a backlog and their latency keeps growing.
+//!   when all are, due requests wait in a backlog and their latency keeps growing. Without
+//!   `spin` the loop works in ticks of 200 µs (sleep, then send everything due and read
+//!   everything that came), so a latency includes up to one tick of the client's own batching
+//!   (a sleep costs tens of µs of CPU in this VM: sleeping until each due time would make the
+//!   client, not the server, the bottleneck); with `spin` it never sleeps and sends each
+//!   request at its due time.
 //!
 //! Each socket has its own 256-identifier space. A request not answered within the timeout
 //! counts as lost; its identifier stays out of use for a quarantine period, so that a late
@@ -34,6 +39,9 @@ const BATCH: usize = 64;
 const QUARANTINE: Duration = Duration::from_secs(5);
 /// How often outstanding requests are checked for the timeout.
 const EXPIRY_SCAN: Duration = Duration::from_millis(50);
+/// Open loop (without `spin`): how long the loop sleeps between rounds of sending what fell
+/// due and reading what came in.
+const OPEN_TICK: Duration = Duration::from_micros(200);
 /// Width of one bin of the latency-over-time record.
 pub const BIN: Duration = Duration::from_millis(250);
 /// Highest latency the histograms hold, µs (longer ones are recorded as this).
@@ -58,6 +66,11 @@ pub struct LoadConfig {
     pub rate: Option<f64>,
     /// Shown in front of the progress bar.
     pub label: String,
+    /// Never sleep: poll the sockets without a timeout. On loopback, a reply to a sleeping
+    /// client costs the *server* a wake-up of the client's thread (the sender's CPU runs the
+    /// receiver's network stack and wakes it); a spinning client takes that loopback artefact
+    /// out of the server's measured cost. The client's core is busy 100 % either way.
+    pub spin: bool,
 }
 
 impl LoadConfig {
@@ -350,6 +363,10 @@ pub fn run(
         if (!sending && outstanding == 0) || now >= hard_end {
             break;
         }
+        if crate::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+            progress.finish();
+            bail!("interrupted");
+        }
         let phase = if now < window.start {
             "warm-up"
         } else if sending {
@@ -414,9 +431,20 @@ pub fn run(
             }
         }
 
-        let timeout = wake
-            .saturating_duration_since(Instant::now())
-            .min(Duration::from_millis(10));
+        let timeout = if cfg.spin {
+            Duration::ZERO
+        } else if schedule.is_some() && sending {
+            // Open loop: sleep a tick without watching the sockets, then send what fell due
+            // and read what came in, in batches. Waking for every due time and every reply
+            // costs the client more than the server's whole request at these rates (and the
+            // client then falls behind). A reply is read up to a tick late, which the measured
+            // latency includes; `spin` avoids that.
+            std::thread::sleep(OPEN_TICK);
+            Duration::ZERO
+        } else {
+            wake.saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(10))
+        };
         if udp::poll_readable(&fds, timeout, &mut readable).context("poll failed")? == 0 {
             continue;
         }
@@ -694,6 +722,7 @@ mod tests {
             timeout: Duration::from_millis(500),
             rate: Some(2000.0),
             label: "test".to_owned(),
+            spin: false,
         };
         let mut marks = Vec::new();
         let r = run(&cfg, &mut g, &secret, &users, |m| marks.push(m)).unwrap();
@@ -727,6 +756,7 @@ mod tests {
             timeout: Duration::from_millis(100),
             rate: None,
             label: "test".to_owned(),
+            spin: true,
         };
         let r = run(&cfg, &mut g, &secret, &users, |_| {}).unwrap();
         assert_eq!((r.ok, r.lost, r.wrong), (0, 4, 0));

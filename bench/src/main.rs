@@ -144,6 +144,10 @@ struct Cli {
     /// saturation rate measured first with the closed loop (`50%`). Default: closed loop.
     #[arg(long, value_parser = parse_rate)]
     rate: Option<Rate>,
+    /// The load generator never sleeps (polls its sockets without a timeout), so that the
+    /// server does not pay loopback's wake-up of a sleeping client for every reply.
+    #[arg(long)]
+    spin: bool,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -252,8 +256,28 @@ fn portcullis_bin() -> Result<PathBuf> {
     }
 }
 
+/// Set by SIGINT / SIGTERM: the load loop stops, and the servers, temporary directories and
+/// network namespaces of the run are cleaned up by their guards on the way out.
+pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Fails when the run was interrupted.
+pub fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+        bail!("interrupted");
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
+    }
     match run(&cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -350,6 +374,7 @@ fn run(cli: &Cli) -> Result<bool> {
         timeout: TIMEOUT,
         rate,
         label: label.to_owned(),
+        spin: cli.spin,
     };
     let describe = |c: &LoadConfig| {
         eprintln!(

@@ -316,6 +316,7 @@ fn pap(cli: &Cli, server: &OwnServer, secret: &SharedSecret, label: &str) -> Res
         timeout: TIMEOUT,
         rate: None,
         label: label.to_owned(),
+        spin: false,
     };
     let mut generator = Generator::new(Scenario::Pap, secret, &users, Expect::Accept);
     let mut cpu = (None, None);

@@ -438,6 +438,7 @@ mod tests {
             timeout: Duration::from_secs(2),
             rate: None,
             label: String::new(),
+            spin: false,
         };
         Report::new(crate::Scenario::Pap, &cfg, &r, None, None, None, None).for_server(server)
     }

@@ -26,6 +26,8 @@ pub struct Report {
     pub mode: &'static str,
     /// Open loop: the rate asked for, requests/s.
     pub rate: Option<f64>,
+    /// The load generator polled without sleeping (`--spin`).
+    pub spin: bool,
     /// Closed loop: requests outstanding; open loop: the most that may be outstanding.
     pub window: usize,
     pub sockets: usize,
@@ -113,6 +115,7 @@ impl Report {
             server: "portcullis".to_owned(),
             target: cfg.target.to_string(),
             mode: if open { "open" } else { "closed" },
+            spin: cfg.spin,
             rate: r.rate,
             window: cfg.max_outstanding(),
             sockets: cfg.sockets,
@@ -160,10 +163,14 @@ impl Report {
 
     /// `closed w64` or `open 80000/s`.
     pub fn mode_text(&self) -> String {
-        match self.rate {
+        let mut m = match self.rate {
             Some(r) => format!("open {r:.0}/s"),
             None => format!("closed w{}", self.window),
+        };
+        if self.spin {
+            m.push_str(" spin");
         }
+        m
     }
 
     pub fn table(&self) -> String {

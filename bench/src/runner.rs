@@ -98,6 +98,9 @@ pub fn wait_quiet(cpus: &[usize], max: Duration) -> bool {
     let deadline = Instant::now() + max;
     let mut said = false;
     loop {
+        if crate::INTERRUPTED.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
         let (Ok(a), t) = (procfs::cpus_busy_seconds(cpus), Instant::now()) else {
             return false;
         };
