@@ -622,63 +622,42 @@ impl Work {
             policy::nas_port_type(request),
             nas_ip,
         );
-        let (provider, skipped) = match shared.policies.next(client, &facts) {
-            policy::Next::Reject { reason, policy } => {
-                let answer = Answer::Reject {
-                    ms_error: grant
-                        .ms_chap2
-                        .as_ref()
-                        .map(|m| (m.0, MsChapErrorCode::NoDialinPermission)),
-                    message: None,
-                };
-                return self.reply_now_by_policy(
-                    client,
-                    key.from,
-                    request,
-                    &answer,
-                    primary.method,
-                    reason,
-                    policy.as_deref().map(|p| &*p.name),
-                    "",
-                );
-            }
-            policy::Next::Go {
-                policy,
-                provider,
-                skipped,
-            } => {
-                grant.policy = policy;
-                (provider, skipped)
-            }
-        };
-        let Some(provider) = provider else {
-            return self.reply_now_by_policy(
-                client,
-                key.from,
-                request,
-                &Answer::Accept(&grant),
-                primary.method,
-                Reason::Success,
-                grant.policy.as_deref().map(|p| &*p.name),
-                if skipped { "MFA skipped by policy" } else { "" },
-            );
-        };
+        let (provider, factor) =
+            match second_step(shared, client, &facts, &mut grant, primary.method, nas_ip) {
+                Step::Reject { reason, policy } => {
+                    let answer = Answer::Reject {
+                        ms_error: grant
+                            .ms_chap2
+                            .as_ref()
+                            .map(|m| (m.0, MsChapErrorCode::NoDialinPermission)),
+                        message: None,
+                    };
+                    return self.reply_now_by_policy(
+                        client,
+                        key.from,
+                        request,
+                        &answer,
+                        primary.method,
+                        reason,
+                        policy.as_deref().map(|p| &*p.name),
+                        "",
+                    );
+                }
+                Step::Accept { detail } => {
+                    return self.reply_now_by_policy(
+                        client,
+                        key.from,
+                        request,
+                        &Answer::Accept(&grant),
+                        primary.method,
+                        Reason::Success,
+                        grant.policy.as_deref().map(|p| &*p.name),
+                        detail,
+                    );
+                }
+                Step::Ask { provider, factor } => (provider, factor),
+            };
         let settings = &shared.mfa.settings;
-        let factor = match mfa::plan(settings, primary.method, nas_ip) {
-            Plan::SkipNasAllowList => {
-                return self.reply_now_by_policy(
-                    client,
-                    key.from,
-                    request,
-                    &Answer::Accept(&grant),
-                    primary.method,
-                    Reason::Success,
-                    grant.policy.as_deref().map(|p| &*p.name),
-                    "MFA skipped: NAS-IP-Address in mfa.skip_nas_ip",
-                )
-            }
-            Plan::Ask(f) => f,
-        };
         let user = primary.user.clone().unwrap_or_default();
         // The MFA identity: the alternate login-id attribute when configured and present.
         let mfa_user = settings
@@ -709,17 +688,35 @@ impl Work {
             client_index: client.index,
             user,
         };
+        let mut fx = Effects::default();
+        self.start_second_factor(settings, login, factor, &mut fx, now);
+        if let Some(task) = fx.tasks.pop() {
+            return Access::Later(task);
+        }
+        match fx.replies.pop() {
+            Some((_, bytes, _)) => {
+                self.reply = bytes;
+                Access::Replied
+            }
+            None => Access::Waiting,
+        }
+    }
+
+    /// Sends an OTP challenge (as a task in `fx`) or starts or joins a push for `login`; a
+    /// refused push (a limit) is answered with a reject in `fx`.
+    fn start_second_factor(
+        &mut self,
+        settings: &crate::config::MfaConfig,
+        login: Login,
+        factor: portcullis_mfa::Factor,
+        fx: &mut Effects,
+        now: Instant,
+    ) {
         match factor {
-            portcullis_mfa::Factor::Otp => Access::Later(sf::begin_otp(Box::new(login))),
+            portcullis_mfa::Factor::Otp => fx.tasks.push(sf::begin_otp(Box::new(login))),
             portcullis_mfa::Factor::Push => match self.push(settings, login, now) {
-                PushStart::Started | PushStart::Joined => Access::Waiting,
-                PushStart::Refused(mut fx) => match fx.replies.pop() {
-                    Some((_, bytes, _)) => {
-                        self.reply = bytes;
-                        Access::Replied
-                    }
-                    None => Access::Dropped,
-                },
+                PushStart::Started | PushStart::Joined => {}
+                PushStart::Refused(more) => fx.replies.extend(more.replies),
             },
         }
     }
@@ -1191,57 +1188,37 @@ impl Work {
             p.nas_port_type,
             p.nas_ip,
         );
-        let (provider, skipped) = match shared.policies.next(&client, &facts) {
-            policy::Next::Reject { reason, policy } => {
-                dir::reject_by_policy(
-                    &p.info,
-                    reason,
-                    MsChapErrorCode::NoDialinPermission,
-                    policy.as_deref().map(|p| &*p.name),
-                    &detail,
-                    fx,
-                    &self.stats,
-                );
-                return;
-            }
-            policy::Next::Go {
-                policy,
-                provider,
-                skipped,
-            } => {
-                grant.policy = policy;
-                (provider, skipped)
-            }
-        };
-        let Some(provider) = provider else {
-            let detail = if skipped {
-                format!("{detail}; MFA skipped by policy")
-            } else {
-                detail
+        let (provider, factor) =
+            match second_step(shared, &client, &facts, &mut grant, p.info.method, p.nas_ip) {
+                Step::Reject { reason, policy } => {
+                    dir::reject_by_policy(
+                        &p.info,
+                        reason,
+                        MsChapErrorCode::NoDialinPermission,
+                        policy.as_deref().map(|p| &*p.name),
+                        &detail,
+                        fx,
+                        &self.stats,
+                    );
+                    return;
+                }
+                Step::Accept { detail: more } => {
+                    let detail = if more.is_empty() {
+                        detail
+                    } else {
+                        format!("{detail}; {more}")
+                    };
+                    sf::answer(
+                        &p.info,
+                        Some(&grant),
+                        Final::Accept { detail: &detail },
+                        fx,
+                        &self.stats,
+                    );
+                    return;
+                }
+                Step::Ask { provider, factor } => (provider, factor),
             };
-            sf::answer(
-                &p.info,
-                Some(&grant),
-                Final::Accept { detail: &detail },
-                fx,
-                &self.stats,
-            );
-            return;
-        };
-        let factor = match mfa::plan(settings, p.info.method, p.nas_ip) {
-            Plan::SkipNasAllowList => {
-                let detail = format!("{detail}; MFA skipped: NAS-IP-Address in mfa.skip_nas_ip");
-                sf::answer(
-                    &p.info,
-                    Some(&grant),
-                    Final::Accept { detail: &detail },
-                    fx,
-                    &self.stats,
-                );
-                return;
-            }
-            Plan::Ask(f) => f,
-        };
         tracing::info!(
             target: "audit",
             client = %client.name,
@@ -1268,12 +1245,60 @@ impl Work {
             client_index: client.index,
             user,
         };
-        match factor {
-            portcullis_mfa::Factor::Otp => fx.tasks.push(sf::begin_otp(Box::new(login))),
-            portcullis_mfa::Factor::Push => match self.push(settings, login, now) {
-                PushStart::Started | PushStart::Joined => {}
-                PushStart::Refused(more) => fx.replies.extend(more.replies),
-            },
+        self.start_second_factor(settings, login, factor, fx, now);
+    }
+}
+
+/// What comes after a successful first factor.
+enum Step {
+    /// A deny policy matched, or none did where one must.
+    Reject {
+        reason: Reason,
+        policy: Option<Arc<policy::Policy>>,
+    },
+    /// Access-Accept now; `detail` says why without a second factor ("" when none was asked).
+    Accept { detail: &'static str },
+    /// Ask this provider for this factor.
+    Ask {
+        provider: Arc<mfa::Provider>,
+        factor: portcullis_mfa::Factor,
+    },
+}
+
+/// The step after the first factor, the same for local and directory users: the network
+/// policies (the grant takes the matching one, for its reply attributes), then the second
+/// factor the policy or the client asks for, unless the NPS extension's settings skip it.
+fn second_step<'g, G>(
+    shared: &Shared,
+    client: &Client,
+    facts: &policy::Facts<G>,
+    grant: &mut primary::Grant,
+    method: Method,
+    nas_ip: Option<std::net::IpAddr>,
+) -> Step
+where
+    G: Iterator<Item = &'g str> + Clone,
+{
+    let (provider, skipped) = match shared.policies.next(client, facts) {
+        policy::Next::Reject { reason, policy } => return Step::Reject { reason, policy },
+        policy::Next::Go {
+            policy,
+            provider,
+            skipped,
+        } => {
+            grant.policy = policy;
+            (provider, skipped)
         }
+    };
+    let Some(provider) = provider else {
+        return Step::Accept {
+            detail: if skipped { "MFA skipped by policy" } else { "" },
+        };
+    };
+    match mfa::plan(&shared.mfa.settings, method, nas_ip) {
+        Plan::SkipNasAllowList => Step::Accept {
+            detail: "MFA skipped: NAS-IP-Address in mfa.skip_nas_ip",
+        },
+        Plan::Ask(factor) => Step::Ask { provider, factor },
     }
 }
