@@ -83,20 +83,15 @@ use crate::{OWN_SECRET, TIMEOUT, WARMUP};
 
 /// Longest measured interval of one flood run, seconds.
 const MAX_DURATION: u64 = 60;
-/// The unknown source, a second loopback address inside the namespace.
-const UNKNOWN_SOURCE: Ipv4Addr = Ipv4Addr::new(127, 1, 0, 1);
 /// The secret the bad-Message-Authenticator packets are signed with.
 const FORGED_SECRET: &str = "not-the-portcullis-bench-secret";
 /// Datagrams per flood `sendmmsg`.
 const FLOOD_BATCH: usize = 64;
-/// The counters read from the control socket at the end of each run.
-const COUNTERS: [&str; 5] = [
-    "xdp.lo.drop_unknown_client_v4",
-    "xdp.lo.drop_bad_ma",
-    "xdp.lo.pass_ma_verified",
-    "drop.unknown_client",
-    "drop.bad_message_authenticator",
-];
+/// The XDP counters read from the control socket at the end of each run
+/// (`xdp.<interface>.<name>`).
+const XDP_COUNTERS: [&str; 3] = ["drop_unknown_client_v4", "drop_bad_ma", "pass_ma_verified"];
+/// The userspace counters read at the end of each run.
+const USERSPACE_COUNTERS: [&str; 2] = ["drop.unknown_client", "drop.bad_message_authenticator"];
 /// The throughput ratio (flood, XDP on) / (no flood) the XDP issue asks for.
 const TARGET_RATIO: f64 = 0.9;
 /// Before each run, the longest wait for the pinned CPUs to be free of other work.
@@ -104,14 +99,98 @@ const QUIET_WAIT: Duration = Duration::from_secs(120);
 /// The open-loop rate without `--rate`: this share of the saturation rate.
 const DEFAULT_SHARE: f64 = 0.5;
 
-/// Where the kernel's receive processing of the namespace's loopback traffic runs.
+/// Where the kernel's receive processing of the traffic runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RxCpu {
-    /// On the server's CPU (RPS on `lo`), as on a one-core appliance.
+    /// On the server's CPU (RPS): on `lo` everything, XDP included, as on a one-core
+    /// appliance; on the veth pair what XDP passes.
     Server,
-    /// On the sending CPU (loopback's default).
+    /// On the sending CPU (the kernel's default for both links).
     Sender,
+}
+
+/// The link between the load generator (and the flood) and the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FloodLink {
+    /// A veth pair between two namespaces, XDP in native (driver) mode on the server's end.
+    Veth,
+    /// The loopback of one namespace, XDP in generic (skb) mode.
+    Lo,
+}
+
+/// The namespaces and addresses of one flood scenario.
+struct Topology {
+    /// Where the load generator and the flood run (the bench enters it).
+    client: Netns,
+    /// Where the server runs; `None`: in `client` (loopback).
+    server: Option<Netns>,
+    /// The server's interface, with the XDP program.
+    iface: &'static str,
+    /// `[xdp] mode` for the server.
+    xdp_mode: &'static str,
+    server_ip: Ipv4Addr,
+    /// The configured client's address (the legitimate load and the bad-MA flood).
+    legit_source: Ipv4Addr,
+    /// An address the server does not know, in the client's namespace.
+    unknown_source: Ipv4Addr,
+}
+
+impl Topology {
+    /// One namespace; traffic over its `lo`, with a second loopback address as the unknown
+    /// source.
+    fn loopback() -> Result<Self> {
+        let client = Netns::create("")?;
+        client.exec(&["ip", "addr", "add", "127.1.0.1/32", "dev", "lo"])?;
+        Ok(Self {
+            client,
+            server: None,
+            iface: "lo",
+            xdp_mode: "generic",
+            server_ip: Ipv4Addr::LOCALHOST,
+            legit_source: Ipv4Addr::LOCALHOST,
+            unknown_source: Ipv4Addr::new(127, 1, 0, 1),
+        })
+    }
+
+    /// Two namespaces joined by a veth pair, documentation addresses (RFC 5737) that exist
+    /// only inside them.
+    fn veth() -> Result<Self> {
+        let server = Netns::create("-s")?;
+        let client = Netns::create("-c")?;
+        server.exec(&[
+            "ip",
+            "link",
+            "add",
+            "pcb-s",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "pcb-c",
+            "netns",
+            &client.name,
+        ])?;
+        server.exec(&["ip", "addr", "add", "192.0.2.1/24", "dev", "pcb-s"])?;
+        server.exec(&["ip", "link", "set", "pcb-s", "up"])?;
+        client.exec(&["ip", "addr", "add", "192.0.2.2/24", "dev", "pcb-c"])?;
+        client.exec(&["ip", "addr", "add", "192.0.2.3/24", "dev", "pcb-c"])?;
+        client.exec(&["ip", "link", "set", "pcb-c", "up"])?;
+        Ok(Self {
+            client,
+            server: Some(server),
+            iface: "pcb-s",
+            xdp_mode: "native",
+            server_ip: Ipv4Addr::new(192, 0, 2, 1),
+            legit_source: Ipv4Addr::new(192, 0, 2, 2),
+            unknown_source: Ipv4Addr::new(192, 0, 2, 3),
+        })
+    }
+
+    fn server_ns(&self) -> &Netns {
+        self.server.as_ref().unwrap_or(&self.client)
+    }
 }
 
 /// A network namespace of our own, deleted when dropped.
@@ -132,8 +211,9 @@ fn ip(args: &[&str]) -> Result<()> {
 }
 
 impl Netns {
-    fn create() -> Result<Self> {
-        let name = format!("pc-bench-{}", std::process::id());
+    /// `pc-bench-<pid><suffix>`, with its `lo` up.
+    fn create(suffix: &str) -> Result<Self> {
+        let name = format!("pc-bench-{}{suffix}", std::process::id());
         // A leftover of a killed run with the same pid, if any.
         let _ = Command::new("ip")
             .args(["netns", "del", &name])
@@ -143,19 +223,38 @@ impl Netns {
         ip(&["netns", "add", &name])?;
         let ns = Netns { name };
         ns.exec(&["ip", "link", "set", "lo", "up"])?;
-        ns.exec(&["ip", "addr", "add", "127.1.0.1/32", "dev", "lo"])?;
         Ok(ns)
     }
 
-    /// Steers the receive processing of the namespace's `lo` to `cpus` (RPS). `ip netns exec`
-    /// mounts the namespace's own sysfs, so this touches only our `lo`.
-    fn steer_rx(&self, cpus: &[usize]) -> Result<()> {
+    /// Steers the receive processing of the namespace's `iface` to `cpus` (RPS). `ip netns
+    /// exec` mounts the namespace's own sysfs, so this touches only our interface.
+    fn steer_rx(&self, iface: &str, cpus: &[usize]) -> Result<()> {
         let mask: u128 = cpus
             .iter()
             .filter(|&&c| c < 128)
             .fold(0, |m, &c| m | (1u128 << c));
-        let cmd = format!("echo {mask:x} > /sys/class/net/lo/queues/rx-0/rps_cpus");
+        let cmd = format!("echo {mask:x} > /sys/class/net/{iface}/queues/rx-0/rps_cpus");
         self.exec(&["sh", "-c", &cmd])
+    }
+
+    /// Moves `iface`'s NAPI polling (XDP in native mode, then the receive stack) into a kernel
+    /// thread of its own and pins that thread to `cpus`: the receive work of the link then
+    /// competes with the server on the server's CPU, like the RX-queue interrupt of a NIC on a
+    /// one-core appliance. A veth has NAPI only while an XDP program is attached, so this is
+    /// called after each server has attached its own. Returns the threads' pids.
+    fn pin_napi_thread(&self, iface: &str, cpus: &[usize]) -> Result<Vec<u32>> {
+        let cmd = format!("echo 1 > /sys/class/net/{iface}/threaded");
+        self.exec(&["sh", "-c", &cmd])
+            .with_context(|| format!("cannot turn on threaded NAPI on {iface}"))?;
+        let pids = napi_threads(iface);
+        if pids.is_empty() {
+            bail!("no NAPI thread of {iface} after turning threaded NAPI on");
+        }
+        for &pid in &pids {
+            udp::pin_thread(pid, cpus)
+                .with_context(|| format!("cannot pin the NAPI thread {pid} of {iface}"))?;
+        }
+        Ok(pids)
     }
 
     fn exec(&self, args: &[&str]) -> Result<()> {
@@ -307,6 +406,10 @@ pub struct FloodRun {
     /// receive queue full) of the namespace.
     pub kernel_backlog_drops: u64,
     pub udp_rcvbuf_errors: u64,
+    /// CPU time of the link's NAPI thread (XDP and kernel receive, pinned to the server's CPU)
+    /// over the load run (warm-up included), percent of one CPU; only with threaded NAPI
+    /// (veth, `--flood-rx server`, XDP on).
+    pub napi_cpu_percent: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -317,7 +420,10 @@ pub struct FloodReport {
     pub flood_cpu: String,
     /// The flood thread shares a CPU with the load generator (it runs with SCHED_IDLE).
     pub flood_shares_client_cpu: bool,
-    /// Where the kernel's receive processing (and generic XDP) ran.
+    /// The link the traffic crossed, and the XDP mode on the server's end of it.
+    pub link: FloodLink,
+    pub xdp_mode: &'static str,
+    /// Where the kernel's receive processing ran (RPS to the server's CPU or not).
     pub rx_cpu: RxCpu,
     /// The saturation rate measured first (closed loop, no flood, XDP on), when `--rate` was a
     /// share of it.
@@ -346,7 +452,7 @@ struct RunSpec {
 struct Ctx<'a> {
     cli: &'a Cli,
     bin: &'a Path,
-    ns: &'a Netns,
+    topo: &'a Topology,
     users: &'a Users,
     secret: &'a SharedSecret,
     unknown_pkts: &'a [Vec<u8>],
@@ -354,6 +460,28 @@ struct Ctx<'a> {
     client_cpus: &'a [usize],
     server_cpus: &'a [usize],
     flood_cpus: &'a [usize],
+}
+
+/// The kernel threads named `napi/<iface>-<id>` (threaded NAPI). Interface names are per
+/// namespace, but the bench's names (`pcb-s`) are its own.
+fn napi_threads(iface: &str) -> Vec<u32> {
+    let prefix = format!("napi/{iface}-");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim_end().starts_with(&prefix))
+        })
+        .collect()
+}
+
+/// CPU seconds used so far by the threads `pids` together (gone threads count 0).
+fn threads_cpu_seconds(pids: &[u32]) -> f64 {
+    pids.iter()
+        .filter_map(|pid| crate::procfs::process_cpu_seconds(&format!("/proc/{pid}/stat")).ok())
+        .sum()
 }
 
 /// Sum of the `dropped` column (the second) of /proc/net/softnet_stat, all CPUs.
@@ -366,9 +494,9 @@ fn softnet_dropped() -> u64 {
         .sum()
 }
 
-/// `Udp: RcvbufErrors` of /proc/net/snmp (of the calling thread's network namespace).
-fn udp_rcvbuf_errors() -> u64 {
-    let text = std::fs::read_to_string("/proc/thread-self/net/snmp").unwrap_or_default();
+/// `Udp: RcvbufErrors` of /proc/net/snmp in the network namespace of process `pid`.
+fn udp_rcvbuf_errors(pid: u32) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/snmp")).unwrap_or_default();
     let mut udp = text.lines().filter(|l| l.starts_with("Udp:"));
     let (Some(names), Some(values)) = (udp.next(), udp.next()) else {
         return 0;
@@ -383,15 +511,23 @@ fn udp_rcvbuf_errors() -> u64 {
 
 fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
     let cli = ctx.cli;
+    let topo = ctx.topo;
     let xdp = if spec.xdp {
-        "[xdp]\nmode = \"generic\"\ninterfaces = [\"lo\"]\nrequired = true\n"
+        format!(
+            "[xdp]\nmode = \"{}\"\ninterfaces = [\"{}\"]\nrequired = true\n",
+            topo.xdp_mode, topo.iface
+        )
     } else {
-        "[xdp]\nmode = \"off\"\n"
+        "[xdp]\nmode = \"off\"\n".to_owned()
     };
     eprintln!(
         "[bench] run {}: XDP {}, flood {}, PAP {}",
         spec.name,
-        if spec.xdp { "on (generic, lo)" } else { "off" },
+        if spec.xdp {
+            format!("on ({}, {})", topo.xdp_mode, topo.iface)
+        } else {
+            "off".to_owned()
+        },
         if spec.flood { "on" } else { "off" },
         match spec.rate {
             Some(r) => format!("open loop at {r:.0}/s"),
@@ -405,9 +541,10 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
         cli.users,
         OWN_SECRET,
         &ServerOpts {
-            netns: Some(ctx.ns.name.clone()),
-            client_address: "127.0.0.1/32".to_owned(),
-            xdp: xdp.to_owned(),
+            netns: Some(topo.server_ns().name.clone()),
+            client_address: format!("{}/32", topo.legit_source),
+            xdp,
+            listen_ip: Some(topo.server_ip.into()),
             ..ServerOpts::default()
         },
     )?;
@@ -416,6 +553,12 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
     if active.as_deref() != Some(want) {
         bail!("the server reports xdp.active {active:?}, expected {want}");
     }
+    let napi = if spec.xdp && topo.server.is_some() && cli.flood_rx == RxCpu::Server {
+        topo.server_ns()
+            .pin_napi_thread(topo.iface, ctx.server_cpus)?
+    } else {
+        Vec::new()
+    };
     let target = server.auth;
     let cfg = LoadConfig {
         target,
@@ -441,8 +584,8 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
     let stop = Arc::new(AtomicBool::new(false));
     let counts = Arc::new(FloodCounts::default());
     let flooder = if spec.flood {
-        let unknown = flood_socket(UNKNOWN_SOURCE, target)?;
-        let forged = flood_socket(Ipv4Addr::LOCALHOST, target)?;
+        let unknown = flood_socket(topo.unknown_source, target)?;
+        let forged = flood_socket(topo.legit_source, target)?;
         let unknown_pkts = ctx.unknown_pkts.to_vec();
         let forged_pkts = ctx.forged_pkts.to_vec();
         let (stop, counts) = (Arc::clone(&stop), Arc::clone(&counts));
@@ -480,12 +623,15 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
         server_cpus: ctx.server_cpus,
         watched: &watched,
     };
-    let (backlog0, rcvbuf0) = (softnet_dropped(), udp_rcvbuf_errors());
+    let (backlog0, rcvbuf0) = (softnet_dropped(), udp_rcvbuf_errors(server.pid()));
+    let napi0 = threads_cpu_seconds(&napi);
     let flood_start = counts.total();
     let t0 = Instant::now();
     let result = runner::measure(&cfg, Scenario::Pap, ctx.secret, ctx.users, &t);
     let flood_end = counts.total();
     let ran = t0.elapsed();
+    let napi_cpu_percent = (!napi.is_empty() && ran.as_secs_f64() > 0.0)
+        .then(|| (threads_cpu_seconds(&napi) - napi0) / ran.as_secs_f64() * 100.0);
     stop.store(true, Ordering::Relaxed);
     if let Some(h) = flooder {
         match h.join() {
@@ -496,13 +642,20 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
     let pap = result?;
     // Let the last flood packets reach the counters.
     thread::sleep(Duration::from_millis(200));
-    let (backlog1, rcvbuf1) = (softnet_dropped(), udp_rcvbuf_errors());
+    let (backlog1, rcvbuf1) = (softnet_dropped(), udp_rcvbuf_errors(server.pid()));
     let stats = server.stats()?;
-    let counters: BTreeMap<String, u64> = COUNTERS
+    // Stored under `xdp.<name>` whatever the interface, so runs and links compare.
+    let counters: BTreeMap<String, u64> = XDP_COUNTERS
         .iter()
-        .map(|&k| {
-            let v = stats.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
-            (k.to_owned(), v)
+        .map(|k| (format!("xdp.{}.{k}", topo.iface), format!("xdp.{k}")))
+        .chain(
+            USERSPACE_COUNTERS
+                .iter()
+                .map(|&k| (k.to_owned(), k.to_owned())),
+        )
+        .map(|(read, key)| {
+            let v = stats.get(&read).and_then(|v| v.parse().ok()).unwrap_or(0);
+            (key, v)
         })
         .collect();
     let log = server.stop().context("stopping the server")?.log;
@@ -533,6 +686,7 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
         counters,
         kernel_backlog_drops: backlog1.saturating_sub(backlog0),
         udp_rcvbuf_errors: rcvbuf1.saturating_sub(rcvbuf0),
+        napi_cpu_percent,
     })
 }
 
@@ -551,6 +705,7 @@ fn table(runs: &[FloodRun]) -> String {
         "flood pps",
         "srv CPU %",
         "srv softirq %",
+        "napi CPU %",
         "cli CPU %",
         "xdp unk",
         "xdp bad MA",
@@ -578,9 +733,10 @@ fn table(runs: &[FloodRun]) -> String {
                 format!("{:.0}", r.flood_pps),
                 opt(r.pap.server_cpu_percent),
                 opt(r.pap.server_cpus_softirq_percent),
+                opt(r.napi_cpu_percent),
                 opt(r.pap.client_cpu_percent),
-                c(r, "xdp.lo.drop_unknown_client_v4"),
-                c(r, "xdp.lo.drop_bad_ma"),
+                c(r, "xdp.drop_unknown_client_v4"),
+                c(r, "xdp.drop_bad_ma"),
                 c(r, "drop.unknown_client"),
                 c(r, "drop.bad_message_authenticator"),
                 r.kernel_backlog_drops.to_string(),
@@ -613,7 +769,8 @@ fn table(runs: &[FloodRun]) -> String {
     out
 }
 
-/// Runs the runs; `Ok(false)` when one found wrong replies or none at all.
+/// Runs the runs; `Ok(false)` when one found wrong replies, or none at all where the XDP filter
+/// was on or no flood ran (without XDP a flood may leave no correct reply: that is its result).
 pub fn run(cli: &Cli) -> Result<bool> {
     if cli.server.is_some() {
         bail!("--scenario flood starts its own servers: --server is not supported");
@@ -643,16 +800,34 @@ pub fn run(cli: &Cli) -> Result<bool> {
     let unknown_pkts = build_packets(&secret, &users, FLOOD_BATCH)?;
     let forged_pkts = build_packets(&forged_secret, &users, FLOOD_BATCH)?;
 
-    let ns = Netns::create()?;
+    let topo = match cli.flood_link {
+        FloodLink::Veth => Topology::veth()?,
+        FloodLink::Lo => Topology::loopback()?,
+    };
     if cli.flood_rx == RxCpu::Server {
-        ns.steer_rx(&server_cpus)
-            .context("cannot steer lo's receive processing (RPS) to the server CPU")?;
+        topo.server_ns()
+            .steer_rx(topo.iface, &server_cpus)
+            .with_context(|| {
+                format!(
+                    "cannot steer {}'s receive processing (RPS) to the server CPU",
+                    topo.iface
+                )
+            })?;
     }
-    ns.enter()?;
+    topo.client.enter()?;
     eprintln!(
-        "[bench] flood scenario in network namespace {}: server on CPU {}, PAP load on CPU {}, \
-         flood thread on CPU {}{} (SCHED_IDLE), receive processing on the {} CPU",
-        ns.name,
+        "[bench] flood scenario over {} ({}), XDP {} on {}: server on CPU {}, PAP load on CPU \
+         {}, flood thread on CPU {}{} (SCHED_IDLE), receive processing {}",
+        match cli.flood_link {
+            FloodLink::Veth => "a veth pair between two network namespaces",
+            FloodLink::Lo => "the loopback of a network namespace",
+        },
+        match &topo.server {
+            Some(s) => format!("{} and {}", s.name, topo.client.name),
+            None => topo.client.name.clone(),
+        },
+        topo.xdp_mode,
+        topo.iface,
         cli.server_cpu,
         cli.client_cpu,
         flood_cpu,
@@ -661,9 +836,12 @@ pub fn run(cli: &Cli) -> Result<bool> {
         } else {
             ""
         },
-        match cli.flood_rx {
-            RxCpu::Server => "server's",
-            RxCpu::Sender => "sending",
+        match (cli.flood_rx, cli.flood_link) {
+            (RxCpu::Server, FloodLink::Lo) => "on the server's CPU (RPS), XDP included",
+            (RxCpu::Server, FloodLink::Veth) =>
+                "on the server's CPU (XDP on: threaded NAPI pinned there, XDP included; \
+                 XDP off: RPS)",
+            (RxCpu::Sender, _) => "on the sending CPU",
         }
     );
     udp::pin_current_thread(&client_cpus)
@@ -671,7 +849,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
     let ctx = Ctx {
         cli,
         bin: &bin,
-        ns: &ns,
+        topo: &topo,
         users: &users,
         secret: &secret,
         unknown_pkts: &unknown_pkts,
@@ -735,6 +913,8 @@ pub fn run(cli: &Cli) -> Result<bool> {
         client_cpu: cli.client_cpu.clone(),
         flood_cpu,
         flood_shares_client_cpu: shares,
+        link: cli.flood_link,
+        xdp_mode: topo.xdp_mode,
         rx_cpu: cli.flood_rx,
         saturation_per_s: saturation,
         legit_rate_per_s: rate,
@@ -786,9 +966,9 @@ pub fn run(cli: &Cli) -> Result<bool> {
     );
     println!(
         "{}(a) PAP alone, XDP on; (b) PAP + flood, XDP on; (c) PAP + flood, XDP off. Flood: \
-         half unknown source {UNKNOWN_SOURCE}, half bad Message-Authenticator from 127.0.0.1, \
-         one SCHED_IDLE thread on CPU {}{}; cli CPU includes it. Kernel receive processing \
-         (generic XDP included) on the {} CPU. srv CPU is the server process; xdp/us = the \
+         half unknown source {}, half bad Message-Authenticator from {}, one SCHED_IDLE \
+         thread on CPU {}{}; cli CPU includes it. XDP {} on {}; kernel receive processing on \
+         the {} CPU. srv CPU is the server process; xdp/us = the \
          server's kernel (XDP) and userspace drop counters; backlog drop / rcvbuf err = \
          datagrams the kernel dropped before any socket (softnet backlog full) or at the \
          socket (receive queue full), legitimate ones included.",
@@ -797,12 +977,16 @@ pub fn run(cli: &Cli) -> Result<bool> {
         } else {
             ""
         },
+        topo.unknown_source,
+        topo.legit_source,
         report.flood_cpu,
         if shares {
             ", shared with the PAP generator"
         } else {
             ""
         },
+        topo.xdp_mode,
+        topo.iface,
         match report.rx_cpu {
             RxCpu::Server => "server's",
             RxCpu::Sender => "sending",
@@ -865,8 +1049,17 @@ pub fn run(cli: &Cli) -> Result<bool> {
             ok = false;
         }
         if r.pap.ok == 0 {
-            eprintln!("[bench] FAILED: run {}: no correct reply", r.name);
-            ok = false;
+            if r.flood && !r.xdp {
+                // Without the pre-filter a flood may well starve every legitimate request:
+                // that is the result this run exists to show, not a failure of the bench.
+                eprintln!(
+                    "[bench] note: run {}: the flood without XDP left no correct reply",
+                    r.name
+                );
+            } else {
+                eprintln!("[bench] FAILED: run {}: no correct reply", r.name);
+                ok = false;
+            }
         }
     }
     Ok(ok)

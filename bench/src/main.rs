@@ -169,10 +169,17 @@ struct Cli {
     /// with the load generator).
     #[arg(long)]
     flood_cpu: Option<String>,
-    /// `--scenario flood`: where the kernel's receive processing of the traffic (and so the
-    /// generic-mode XDP program) runs: `server` steers it to the server's CPU with RPS on the
-    /// namespace's `lo`, as on a one-core appliance whose NIC interrupts land on its core;
-    /// `sender` leaves it on the sending CPU (loopback's default).
+    /// `--scenario flood`: the link to the server: `veth`, a veth pair between two network
+    /// namespaces with XDP in native (driver) mode on the server's end, which runs where the
+    /// packet is received (the sending CPU, as a NIC's receive queue runs on its interrupt's
+    /// CPU); `lo`, one namespace's loopback with XDP in generic (skb) mode, after the kernel
+    /// built an skb for every datagram.
+    #[arg(long, value_enum, default_value_t = flood::FloodLink::Veth)]
+    flood_link: flood::FloodLink,
+    /// `--scenario flood`: where the kernel's receive processing runs: `server` steers it to
+    /// the server's CPU with RPS (on `lo` all of it, generic XDP included, as on a one-core
+    /// appliance whose NIC interrupts land on its core; on the veth pair what XDP passes);
+    /// `sender` leaves it on the sending CPU (the kernel's default).
     #[arg(long, value_enum, default_value_t = flood::RxCpu::Server)]
     flood_rx: flood::RxCpu,
     /// `--scenario flood`: the most forged packets one run sends.

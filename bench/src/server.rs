@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -40,6 +40,10 @@ pub struct ServerOpts {
     /// The users file to use instead of generating one (which holds every credential and is
     /// slow for many users); it must hold the `users` users.
     pub users_text: Option<String>,
+    /// The address the server listens on (auth and accounting), instead of 127.0.0.1; the
+    /// ports are still chosen free on the caller's loopback, so this is for a server in a
+    /// namespace of its own, where every port is free.
+    pub listen_ip: Option<IpAddr>,
 }
 
 impl Default for ServerOpts {
@@ -51,6 +55,7 @@ impl Default for ServerOpts {
             extra: String::new(),
             duplicate_cache_entries: None,
             users_text: None,
+            listen_ip: None,
         }
     }
 }
@@ -144,7 +149,11 @@ impl OwnServer {
             .prefix("portcullis-bench-")
             .tempdir()
             .context("cannot create a temporary directory")?;
-        let (auth, acct) = free_udp_ports()?;
+        let (mut auth, mut acct) = free_udp_ports()?;
+        if let Some(ip) = opts.listen_ip {
+            auth.set_ip(ip);
+            acct.set_ip(ip);
+        }
 
         let t = Instant::now();
         let key = ReversibleKey::generate(&mut OsRng);

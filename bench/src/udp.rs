@@ -217,14 +217,21 @@ pub fn set_timer_slack(ns: u64) -> io::Result<()> {
 
 /// Pins the calling thread (and the threads it starts later) to `cpus`.
 pub fn pin_current_thread(cpus: &[usize]) -> io::Result<()> {
+    pin_thread(0, cpus)
+}
+
+/// Pins the thread `tid` (0: the calling thread) to `cpus`.
+pub fn pin_thread(tid: u32, cpus: &[usize]) -> io::Result<()> {
     // SAFETY: all-zero is an empty cpu_set_t.
     let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
     for &cpu in cpus {
         // SAFETY: `cpu` < CPU_SETSIZE was checked when the list was parsed.
         unsafe { libc::CPU_SET(cpu, &mut set) };
     }
-    // SAFETY: `set` is a live cpu_set_t of the size given; pid 0 is the calling thread.
-    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    let tid =
+        libc::pid_t::try_from(tid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: `set` is a live cpu_set_t of the size given; `tid` is a thread id or 0.
+    let rc = unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
     if rc == 0 {
         Ok(())
     } else {

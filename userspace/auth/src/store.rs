@@ -248,7 +248,10 @@ impl fmt::Debug for LocalUser {
 #[derive(Debug)]
 pub struct LocalUsers {
     users: Vec<LocalUser>,
-    index: HashMap<String, usize>,
+    /// Name (lower-cased when case-insensitive) to position in `users`. Hashed with foldhash
+    /// (randomly seeded), not SipHash: every Access-Request looks a name up, and the keys come
+    /// from the admin's file, not the network, so there is no hash flooding to resist.
+    index: HashMap<String, usize, foldhash::fast::RandomState>,
     case_insensitive: bool,
 }
 
@@ -355,7 +358,7 @@ impl LocalUsers {
         // Entries come in file order: count newlines once, not from the start for each user
         // (which made a million-user file take hours).
         let mut lines = LineCounter::new(text);
-        let mut index = HashMap::with_capacity(file.user.len());
+        let mut index = HashMap::with_capacity_and_hasher(file.user.len(), Default::default());
         for u in file.user {
             let name_at = u.name.span().start;
             let name = u.name.into_inner();

@@ -12,6 +12,7 @@
 //! Requests are verified (Message-Authenticator / Request Authenticator) *before* they reach the
 //! cache, so a forged packet cannot evict or poison an entry.
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -50,7 +51,9 @@ pub enum Lookup<'a> {
 }
 
 pub struct DedupCache {
-    map: HashMap<Key, Entry>,
+    /// foldhash (randomly seeded) rather than SipHash: it is hashed several times per request,
+    /// and only verified requests (the peer knows the shared secret) ever insert a key.
+    map: HashMap<Key, Entry, foldhash::fast::RandomState>,
     /// (deadline, key, generation) of in-progress entries; the limit is constant, so appends
     /// keep the queue sorted.
     pending_expiry: VecDeque<(Instant, Key, u64)>,
@@ -68,7 +71,7 @@ impl DedupCache {
     /// retransmissions forever).
     pub fn new(window: Duration, in_progress_limit: Duration, max_entries: usize) -> Self {
         DedupCache {
-            map: HashMap::new(),
+            map: HashMap::default(),
             pending_expiry: VecDeque::new(),
             answered_expiry: VecDeque::new(),
             window,
@@ -91,34 +94,38 @@ impl DedupCache {
     /// if the answer comes later, calls [`deferred`](Self::deferred).
     pub fn check(&mut self, key: Key, authenticator: &[u8; 16], now: Instant) -> Lookup<'_> {
         self.expire(now);
-        let mut replaced = false;
-        if let Some(e) = self.map.get(&key) {
-            if &e.authenticator == authenticator {
-                // Re-borrow to return the cached bytes.
-                return match &self.map[&key].state {
-                    State::InProgress => Lookup::InProgress,
-                    State::Answered(bytes) => Lookup::Cached(bytes),
-                };
-            }
-            replaced = true;
-        }
-        while self.map.len() >= self.max_entries && !replaced {
-            if !self.evict_oldest() {
-                break;
+        // Room for a new key, when full (rare: one more lookup).
+        if self.map.len() >= self.max_entries && !self.map.contains_key(&key) {
+            while self.map.len() >= self.max_entries {
+                if !self.evict_oldest() {
+                    break;
+                }
             }
         }
         self.generation += 1;
-        let generation = self.generation;
-        self.map.insert(
-            key,
-            Entry {
-                authenticator: *authenticator,
-                state: State::InProgress,
-                generation,
-            },
-        );
-        let _ = now;
-        Lookup::New { replaced }
+        let entry = Entry {
+            authenticator: *authenticator,
+            state: State::InProgress,
+            generation: self.generation,
+        };
+        // One lookup for the common cases (a new key, or a key whose identifier was reused).
+        match self.map.entry(key) {
+            MapEntry::Occupied(o) if &o.get().authenticator == authenticator => {
+                // A retransmission; the generation taken above is simply not used.
+                match &o.into_mut().state {
+                    State::InProgress => Lookup::InProgress,
+                    State::Answered(bytes) => Lookup::Cached(bytes),
+                }
+            }
+            MapEntry::Occupied(mut o) => {
+                o.insert(entry);
+                Lookup::New { replaced: true }
+            }
+            MapEntry::Vacant(v) => {
+                v.insert(entry);
+                Lookup::New { replaced: false }
+            }
+        }
     }
 
     /// Marks a request reported as new as waiting for something (accounting durability, a
@@ -188,12 +195,10 @@ impl DedupCache {
                     break;
                 }
                 queue.pop_front();
-                if self
-                    .map
-                    .get(&key)
-                    .is_some_and(|e| e.generation == generation)
-                {
-                    self.map.remove(&key);
+                if let MapEntry::Occupied(o) = self.map.entry(key) {
+                    if o.get().generation == generation {
+                        o.remove();
+                    }
                 }
             }
         }
