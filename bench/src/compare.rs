@@ -236,6 +236,7 @@ pub fn run(cli: &Cli, rate: Option<f64>, plot_path: Option<&Path>) -> Result<boo
                 status_expect: Expect::Accept,
                 server_cpus: &server_cpus,
                 watched: &watched,
+                helper_threads: &[],
             };
             // A round disturbed by other processes on the pinned CPUs is run again (bounded):
             // the machine may be shared, and a ratio of one clean and one disturbed run says

@@ -1,17 +1,24 @@
 //! `--scenario flood`: legitimate PAP load while a flood of forged packets hits the server,
 //! with the XDP pre-filter on and off.
 //!
-//! Everything happens inside a network namespace the bench creates (`pc-bench-<pid>`, with
-//! `lo` up and a second loopback address 127.1.0.1 as the unknown source) and deletes at the
-//! end, also on errors (a guard; a SIGKILL leaves it behind, and the next run with the same pid
-//! removes it). The bench enters the namespace with `setns(2)` before it opens any socket, and
-//! starts each server there with `ip netns exec`, so no packet leaves the namespace.
+//! Everything happens inside network namespaces the bench creates and deletes at the end, also
+//! on errors (a guard; a SIGKILL leaves them behind, and the next run with the same pid removes
+//! them). The bench enters the client's namespace with `setns(2)` before it opens any socket
+//! and starts each server in its namespace with `ip netns exec`, so no packet leaves them.
+//! `--flood-link` chooses the link:
+//! - `veth` (default): namespaces `pc-bench-<pid>-s` and `-c` joined by a veth pair, addresses
+//!   from the documentation range (RFC 5737): the server on `pcb-s` 192.0.2.1 with XDP in
+//!   native (driver) mode, the load generator and the bad-Message-Authenticator flood from
+//!   192.0.2.2 (the configured client), the unknown-source flood from 192.0.2.3.
+//! - `lo`: one namespace `pc-bench-<pid>`, its loopback with a second address 127.1.0.1 as the
+//!   unknown source, XDP in generic (skb) mode: the kernel has built an skb for every datagram
+//!   before XDP sees it, a pessimistic bound.
 //!
 //! Runs, each with a fresh server (one shard, pinned to --server-cpu), whose only client is
-//! 127.0.0.1/32 with Message-Authenticator required:
+//! the legitimate source /32 with Message-Authenticator required:
 //! (s) with `--rate P%` (the default is 50 %): PAP alone, XDP on, closed loop, to measure the
 //!     saturation rate the open-loop rate is a share of;
-//! (a) PAP alone, XDP on (`mode = "generic"` on `lo`, `required = true`);
+//! (a) PAP alone, XDP on (`required = true`);
 //! (b) PAP and the flood, XDP on;
 //! (c) PAP and the flood, XDP off.
 //! (a) to (c) send PAP as an open loop at one fixed rate, latency measured from each
@@ -19,8 +26,8 @@
 //! still served ((b) achieved / (a) achieved), without loss, and with p99 latency shown beside.
 //!
 //! The flood is one thread that sends, with `sendmmsg` batches and as fast as it can,
-//! alternately a batch of correctly signed Access-Requests from the unknown source 127.1.0.1
-//! and a batch of Access-Requests from the known source signed with the wrong secret (bad
+//! alternately a batch of correctly signed Access-Requests from the unknown source and a batch
+//! of Access-Requests from the known source signed with the wrong secret (bad
 //! Message-Authenticator). It runs through the warm-up and the measured interval and stops at
 //! the end of the measured interval, at its deadline or after --flood-max packets, whichever
 //! comes first.
@@ -33,30 +40,31 @@
 //!   keeps its schedule (its own lag is reported: `send lag`). With a closed loop the flood
 //!   would instead slow the legitimate client down, and the client, not the server, would set
 //!   the legitimate rate.
-//! - Where the receive work lands: on loopback the kernel's receive processing (and the
-//!   generic-mode XDP program inside it) runs on the *sending* CPU, so by default the flood's
-//!   kernel cost, with or without XDP, would be paid by the flood thread's core and never by the
-//!   server's. `--flood-rx server` (the default) turns on RPS on the namespace's `lo` so that
-//!   receive processing runs on the server's CPU, like a one-core appliance whose NIC interrupts
-//!   land on its only core: XDP's drops, and without XDP the kernel's UDP receive of every
-//!   forged datagram, then compete with the server's worker for that core.
-//!   `--flood-rx sender` keeps loopback's default and shows the userspace side alone.
-//! - Generic (SKB) mode is what loopback offers: the kernel has built an skb for every
-//!   datagram before XDP sees it. Native XDP on a NIC drops before any skb exists and costs
-//!   much less per packet, so these numbers are a pessimistic bound for XDP.
+//! - Where the receive work lands (`--flood-rx`). By default the kernel receives a veth's or
+//!   the loopback's datagrams on the *sending* CPU, so the flood's kernel cost, XDP included,
+//!   would be paid by the flood thread's core and never by the server's. `server` (the
+//!   default) models a one-core appliance whose NIC interrupts land on its only core: on the
+//!   veth pair the receiving end's NAPI runs in a kernel thread of its own (threaded NAPI),
+//!   pinned to the server's CPU with the real-time priority of the kernel's interrupt threads
+//!   (a NIC's softirq preempts any task too), and RPS steers what arrives while no XDP program
+//!   is attached (run c) to the same CPU; on `lo`, RPS moves all receive processing, generic
+//!   XDP included, there. `sender` keeps the default: the link's receive work has a core of its
+//!   own, as a NIC queue whose interrupt is on another core than the worker.
 //! - Server CPU is reported as the server process's time (the worker; "worker CPU spent on the
-//!   flood" = (b) or (c) minus (a)) and, separately, the softirq time of the server's CPU
-//!   (kernel receive processing, XDP included). With `--flood-rx server` the two overlap: softirq
-//!   work done while the server runs is charged to the server process.
+//!   flood" = (b) or (c) minus (a)), the NAPI thread's time (veth, `server`), the softirq time
+//!   of the server's CPU, and the XDP program's own run time from the kernel's BPF statistics
+//!   (`BPF_ENABLE_STATS`), which separates what the program costs per packet from what the
+//!   link costs: a veth hands XDP socket-built skbs and converts each one into an XDP frame
+//!   (a copy), work a NIC driver does not do.
 //!
 //! # What it cannot show on 2 cores (measured, see the README)
 //!
 //! `SCHED_IDLE` bounds the flood thread, not the kernel work it causes: softirq processing (and
 //! `ksoftirqd`, at normal priority) still competes with the load generator, which then falls
-//! behind its schedule by up to seconds in the flood runs. That lag is counted in the latencies
-//! (the open loop must), so the p99 of runs (b) and (c) is mostly the client's; the achieved
-//! legitimate rate, the loss and the drop counters are the server's. A third core for the flood
-//! would be needed to measure the server's latency under flood.
+//! behind its schedule in the flood runs. That lag is counted in the latencies (the open loop
+//! must), so the p99 of runs (b) and (c) is partly the client's; the achieved legitimate rate,
+//! the loss and the drop counters are the server's. A third core for the flood would be needed
+//! to measure the server's latency under flood.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -103,8 +111,9 @@ const DEFAULT_SHARE: f64 = 0.5;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RxCpu {
-    /// On the server's CPU (RPS): on `lo` everything, XDP included, as on a one-core
-    /// appliance; on the veth pair what XDP passes.
+    /// On the server's CPU, XDP included, as on a one-core appliance: on the veth pair its
+    /// NAPI thread pinned there (and RPS for what arrives while no XDP program is attached),
+    /// on `lo` RPS.
     Server,
     /// On the sending CPU (the kernel's default for both links).
     Sender,
@@ -119,6 +128,9 @@ pub enum FloodLink {
     /// The loopback of one namespace, XDP in generic (skb) mode.
     Lo,
 }
+
+/// The client's end of the veth pair.
+const CLIENT_IFACE: &str = "pcb-c";
 
 /// The namespaces and addresses of one flood scenario.
 struct Topology {
@@ -138,6 +150,19 @@ struct Topology {
 }
 
 impl Topology {
+    /// Datagrams the link itself dropped so far: on a veth pair, those the sending end could
+    /// not queue to the receiving end (its ring full, the NIC's "rx missed") plus the
+    /// receiving end's own drops; on `lo`, 0 (it has no ring).
+    fn link_drops(&self) -> u64 {
+        match &self.server {
+            Some(server) => {
+                self.client.link_stat(CLIENT_IFACE, "tx_dropped")
+                    + server.link_stat(self.iface, "rx_dropped")
+            }
+            None => 0,
+        }
+    }
+
     /// One namespace; traffic over its `lo`, with a second loopback address as the unknown
     /// source.
     fn loopback() -> Result<Self> {
@@ -168,15 +193,15 @@ impl Topology {
             "veth",
             "peer",
             "name",
-            "pcb-c",
+            CLIENT_IFACE,
             "netns",
             &client.name,
         ])?;
         server.exec(&["ip", "addr", "add", "192.0.2.1/24", "dev", "pcb-s"])?;
         server.exec(&["ip", "link", "set", "pcb-s", "up"])?;
-        client.exec(&["ip", "addr", "add", "192.0.2.2/24", "dev", "pcb-c"])?;
-        client.exec(&["ip", "addr", "add", "192.0.2.3/24", "dev", "pcb-c"])?;
-        client.exec(&["ip", "link", "set", "pcb-c", "up"])?;
+        client.exec(&["ip", "addr", "add", "192.0.2.2/24", "dev", CLIENT_IFACE])?;
+        client.exec(&["ip", "addr", "add", "192.0.2.3/24", "dev", CLIENT_IFACE])?;
+        client.exec(&["ip", "link", "set", CLIENT_IFACE, "up"])?;
         Ok(Self {
             client,
             server: Some(server),
@@ -253,8 +278,25 @@ impl Netns {
         for &pid in &pids {
             udp::pin_thread(pid, cpus)
                 .with_context(|| format!("cannot pin the NAPI thread {pid} of {iface}"))?;
+            interrupt_priority(pid).with_context(|| {
+                format!("cannot give the NAPI thread {pid} of {iface} SCHED_FIFO")
+            })?;
         }
         Ok(pids)
+    }
+
+    /// A counter of `iface` in the namespace (`/sys/class/net/<iface>/statistics/<name>`),
+    /// 0 if it cannot be read.
+    fn link_stat(&self, iface: &str, name: &str) -> u64 {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name, "cat"])
+            .arg(format!("/sys/class/net/{iface}/statistics/{name}"))
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+            .unwrap_or(0)
     }
 
     fn exec(&self, args: &[&str]) -> Result<()> {
@@ -342,6 +384,27 @@ fn idle_priority() -> Result<()> {
     Ok(())
 }
 
+/// The real-time priority the kernel gives threaded interrupt handlers (`MAX_RT_PRIO / 2`).
+const IRQ_THREAD_PRIORITY: i32 = 50;
+
+/// Gives thread `pid` the `SCHED_FIFO` policy at the priority of the kernel's threaded
+/// interrupt handlers. A NIC's receive work runs in the softirq its interrupt raises, which
+/// preempts whatever task the CPU runs; a NAPI thread at the default `SCHED_OTHER` would
+/// instead take turns with the server by time slice, and the veth's 256-entry ring, about
+/// 250 µs of a full-rate flood, overflows during every slice the server gets, dropping
+/// legitimate datagrams with the forged ones at a rate no NIC interrupt would.
+fn interrupt_priority(pid: u32) -> Result<()> {
+    let param = libc::sched_param {
+        sched_priority: IRQ_THREAD_PRIORITY,
+    };
+    let pid = libc::pid_t::try_from(pid).context("pid out of range")?;
+    // SAFETY: `param` is a live sched_param; `pid` names a thread that exists or the call fails.
+    if unsafe { libc::sched_setscheduler(pid, libc::SCHED_FIFO, &param) } != 0 {
+        bail!("{}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The flood loop (runs on its own thread).
 #[allow(clippy::too_many_arguments)]
 fn flood(
@@ -405,11 +468,27 @@ pub struct FloodRun {
     /// `dropped` (per-CPU backlog full, RPS) and /proc/net/snmp `Udp: RcvbufErrors` (socket
     /// receive queue full) of the namespace.
     pub kernel_backlog_drops: u64,
+    /// Datagrams the veth pair dropped during the run because the receiving end's ring was
+    /// full (a NIC's "rx missed"), legitimate ones included; 0 on `lo`.
+    pub link_drops: u64,
     pub udp_rcvbuf_errors: u64,
     /// CPU time of the link's NAPI thread (XDP and kernel receive, pinned to the server's CPU)
     /// over the load run (warm-up included), percent of one CPU; only with threaded NAPI
     /// (veth, `--flood-rx server`, XDP on).
     pub napi_cpu_percent: Option<f64>,
+    /// What the XDP program itself cost over the load run, from the kernel's BPF run-time
+    /// statistics (`run_time_ns`, `run_cnt`): the share of the receive work a NIC driver would
+    /// also pay, without the veth's or the skb's own per-packet work.
+    pub xdp_program: Option<XdpCost>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct XdpCost {
+    /// Packets the program ran on.
+    pub runs: u64,
+    pub ns_per_packet: f64,
+    /// Its run time, percent of one CPU.
+    pub cpu_percent: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -482,6 +561,68 @@ fn threads_cpu_seconds(pids: &[u32]) -> f64 {
     pids.iter()
         .filter_map(|pid| crate::procfs::process_cpu_seconds(&format!("/proc/{pid}/stat")).ok())
         .sum()
+}
+
+/// Keeps the kernel's run-time statistics of BPF programs on while it lives (`BPF_ENABLE_STATS`
+/// hands out a file descriptor; closing it, also when the bench dies, turns them off again).
+struct BpfStats {
+    /// Held, never read: its lifetime is the statistics'.
+    _fd: std::os::fd::OwnedFd,
+}
+
+impl BpfStats {
+    fn enable() -> Result<Self> {
+        /// `BPF_ENABLE_STATS` and `BPF_STATS_RUN_TIME` (include/uapi/linux/bpf.h).
+        const BPF_ENABLE_STATS: libc::c_long = 32;
+        const BPF_STATS_RUN_TIME: u32 = 0;
+        // The `enable_stats` member of `union bpf_attr`: one u32, the rest zero.
+        let mut attr = [0u8; 8];
+        attr[..4].copy_from_slice(&BPF_STATS_RUN_TIME.to_ne_bytes());
+        // SAFETY: bpf(2) reads `attr.len()` bytes from a live buffer of that size.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_ENABLE_STATS,
+                attr.as_ptr(),
+                attr.len() as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            bail!("BPF_ENABLE_STATS: {}", std::io::Error::last_os_error());
+        }
+        let fd = i32::try_from(fd).context("BPF_ENABLE_STATS returned no descriptor")?;
+        // SAFETY: the kernel just returned `fd`, a descriptor we own and nothing else uses.
+        Ok(Self {
+            _fd: unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) },
+        })
+    }
+}
+
+/// (run time in ns, runs) of the BPF programs process `pid` holds, from their fdinfo; zero
+/// while the statistics are off.
+fn bpf_run_stats(pid: u32) -> (u64, u64) {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return (0, 0);
+    };
+    let mut total = (0, 0);
+    for e in dir.flatten() {
+        if std::fs::read_link(e.path()).map_or(true, |l| l.as_os_str() != "anon_inode:bpf-prog") {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/{pid}/fdinfo/{}",
+            e.file_name().to_string_lossy()
+        ))
+        .unwrap_or_default();
+        let field = |name: &str| -> u64 {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        total.0 += field("run_time_ns:");
+        total.1 += field("run_cnt:");
+    }
+    total
 }
 
 /// Sum of the `dropped` column (the second) of /proc/net/softnet_stat, all CPUs.
@@ -622,9 +763,12 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
         status_expect: Expect::Accept,
         server_cpus: ctx.server_cpus,
         watched: &watched,
+        helper_threads: &napi,
     };
     let (backlog0, rcvbuf0) = (softnet_dropped(), udp_rcvbuf_errors(server.pid()));
+    let link0 = topo.link_drops();
     let napi0 = threads_cpu_seconds(&napi);
+    let bpf0 = bpf_run_stats(server.pid());
     let flood_start = counts.total();
     let t0 = Instant::now();
     let result = runner::measure(&cfg, Scenario::Pap, ctx.secret, ctx.users, &t);
@@ -632,6 +776,13 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
     let ran = t0.elapsed();
     let napi_cpu_percent = (!napi.is_empty() && ran.as_secs_f64() > 0.0)
         .then(|| (threads_cpu_seconds(&napi) - napi0) / ran.as_secs_f64() * 100.0);
+    let bpf1 = bpf_run_stats(server.pid());
+    let (xdp_ns, xdp_runs) = (bpf1.0.saturating_sub(bpf0.0), bpf1.1.saturating_sub(bpf0.1));
+    let xdp_program = (spec.xdp && xdp_runs > 0 && ran.as_secs_f64() > 0.0).then(|| XdpCost {
+        runs: xdp_runs,
+        ns_per_packet: xdp_ns as f64 / xdp_runs as f64,
+        cpu_percent: xdp_ns as f64 / 1e9 / ran.as_secs_f64() * 100.0,
+    });
     stop.store(true, Ordering::Relaxed);
     if let Some(h) = flooder {
         match h.join() {
@@ -643,6 +794,7 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
     // Let the last flood packets reach the counters.
     thread::sleep(Duration::from_millis(200));
     let (backlog1, rcvbuf1) = (softnet_dropped(), udp_rcvbuf_errors(server.pid()));
+    let link_drops = topo.link_drops().saturating_sub(link0);
     let stats = server.stats()?;
     // Stored under `xdp.<name>` whatever the interface, so runs and links compare.
     let counters: BTreeMap<String, u64> = XDP_COUNTERS
@@ -685,8 +837,10 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
         flood_send_errors: counts.errors.load(Ordering::Relaxed),
         counters,
         kernel_backlog_drops: backlog1.saturating_sub(backlog0),
+        link_drops,
         udp_rcvbuf_errors: rcvbuf1.saturating_sub(rcvbuf0),
         napi_cpu_percent,
+        xdp_program,
     })
 }
 
@@ -706,11 +860,14 @@ fn table(runs: &[FloodRun]) -> String {
         "srv CPU %",
         "srv softirq %",
         "napi CPU %",
+        "XDP prog CPU %",
+        "XDP ns/pkt",
         "cli CPU %",
         "xdp unk",
         "xdp bad MA",
         "us unk",
         "us bad MA",
+        "link drop",
         "backlog drop",
         "rcvbuf err",
     ];
@@ -734,11 +891,15 @@ fn table(runs: &[FloodRun]) -> String {
                 opt(r.pap.server_cpu_percent),
                 opt(r.pap.server_cpus_softirq_percent),
                 opt(r.napi_cpu_percent),
+                opt(r.xdp_program.map(|x| x.cpu_percent)),
+                r.xdp_program
+                    .map_or_else(|| "-".to_owned(), |x| format!("{:.0}", x.ns_per_packet)),
                 opt(r.pap.client_cpu_percent),
                 c(r, "xdp.drop_unknown_client_v4"),
                 c(r, "xdp.drop_bad_ma"),
                 c(r, "drop.unknown_client"),
                 c(r, "drop.bad_message_authenticator"),
+                r.link_drops.to_string(),
                 r.kernel_backlog_drops.to_string(),
                 r.udp_rcvbuf_errors.to_string(),
             ]
@@ -815,6 +976,14 @@ pub fn run(cli: &Cli) -> Result<bool> {
             })?;
     }
     topo.client.enter()?;
+    // Costs the kernel a clock read per program run, in every run alike (a, b and c compare).
+    let _bpf_stats = match BpfStats::enable() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            eprintln!("[bench] note: no XDP program run times ({e:#})");
+            None
+        }
+    };
     eprintln!(
         "[bench] flood scenario over {} ({}), XDP {} on {}: server on CPU {}, PAP load on CPU \
          {}, flood thread on CPU {}{} (SCHED_IDLE), receive processing {}",
@@ -969,9 +1138,11 @@ pub fn run(cli: &Cli) -> Result<bool> {
          half unknown source {}, half bad Message-Authenticator from {}, one SCHED_IDLE \
          thread on CPU {}{}; cli CPU includes it. XDP {} on {}; kernel receive processing on \
          the {} CPU. srv CPU is the server process; xdp/us = the \
-         server's kernel (XDP) and userspace drop counters; backlog drop / rcvbuf err = \
-         datagrams the kernel dropped before any socket (softnet backlog full) or at the \
-         socket (receive queue full), legitimate ones included.",
+         server's kernel (XDP) and userspace drop counters; napi CPU = the veth's NAPI \
+         thread (XDP, kernel receive) on the server's CPU; link drop / backlog drop / rcvbuf \
+         err = datagrams the kernel dropped at the link (veth ring full, a NIC's rx missed), \
+         before any socket (softnet backlog full) or at the socket (receive queue full), \
+         legitimate ones included.",
         if saturation.is_some() {
             "(s) PAP alone, XDP on, closed loop: the saturation rate; "
         } else {

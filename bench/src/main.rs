@@ -170,16 +170,16 @@ struct Cli {
     #[arg(long)]
     flood_cpu: Option<String>,
     /// `--scenario flood`: the link to the server: `veth`, a veth pair between two network
-    /// namespaces with XDP in native (driver) mode on the server's end, which runs where the
-    /// packet is received (the sending CPU, as a NIC's receive queue runs on its interrupt's
-    /// CPU); `lo`, one namespace's loopback with XDP in generic (skb) mode, after the kernel
-    /// built an skb for every datagram.
+    /// namespaces with XDP in native (driver) mode on the server's end; `lo`, one namespace's
+    /// loopback with XDP in generic (skb) mode, after the kernel built an skb for every
+    /// datagram.
     #[arg(long, value_enum, default_value_t = flood::FloodLink::Veth)]
     flood_link: flood::FloodLink,
-    /// `--scenario flood`: where the kernel's receive processing runs: `server` steers it to
-    /// the server's CPU with RPS (on `lo` all of it, generic XDP included, as on a one-core
-    /// appliance whose NIC interrupts land on its core; on the veth pair what XDP passes);
-    /// `sender` leaves it on the sending CPU (the kernel's default).
+    /// `--scenario flood`: where the kernel's receive processing runs: `server` puts it on the
+    /// server's CPU, as on a one-core appliance whose NIC interrupts land on its only core
+    /// (veth: its NAPI thread, XDP included, pinned there at interrupt-thread priority, and RPS
+    /// for what arrives without XDP; lo: RPS, generic XDP included); `sender` leaves it on the
+    /// sending CPU (the kernel's default), as if the NIC's receive queue had a core of its own.
     #[arg(long, value_enum, default_value_t = flood::RxCpu::Server)]
     flood_rx: flood::RxCpu,
     /// `--scenario flood`: the most forged packets one run sends.
@@ -371,6 +371,7 @@ fn run(cli: &Cli) -> Result<bool> {
         status_expect,
         server_cpus: &server_cpus,
         watched: &watched,
+        helper_threads: &[],
     };
     let cfg = |rate: Option<f64>, label: &str| LoadConfig {
         target,

@@ -28,6 +28,9 @@ pub struct Target<'a> {
     /// Every pinned CPU (server, load generator, flood): busy time not spent in the server or
     /// the load generator is reported as other work.
     pub watched: &'a [usize],
+    /// Kernel threads that work for the experiment on the pinned CPUs (the flood scenario's
+    /// NAPI thread): their time is not other work.
+    pub helper_threads: &'a [u32],
 }
 
 /// Runs `cfg` with a fresh generator of `scenario` against `t` and reports it.
@@ -52,7 +55,13 @@ pub fn measure(
             .as_deref()
             .and_then(|s| procfs::process_cpu_seconds(s).ok());
         let client = procfs::process_cpu_seconds("/proc/self/stat").ok();
-        let all = procfs::cpus_busy_seconds(t.watched).ok();
+        let all = procfs::cpus_busy_seconds(t.watched).ok().map(|b| {
+            b - t
+                .helper_threads
+                .iter()
+                .filter_map(|p| procfs::process_cpu_seconds(&format!("/proc/{p}/stat")).ok())
+                .sum::<f64>()
+        });
         let si = procfs::cpus_softirq_seconds(t.server_cpus).ok();
         let slot = match m {
             Mark::MeasureStart => 0,

@@ -251,7 +251,9 @@ pub struct LocalUsers {
     /// Name (lower-cased when case-insensitive) to position in `users`. Hashed with foldhash
     /// (randomly seeded), not SipHash: every Access-Request looks a name up, and the keys come
     /// from the admin's file, not the network, so there is no hash flooding to resist.
-    index: HashMap<String, usize, foldhash::fast::RandomState>,
+    /// Keyed by the name's octets, so that a name off the wire is looked up as it is
+    /// ([`get_bytes`](LocalUsers::get_bytes)).
+    index: HashMap<Box<[u8]>, usize, foldhash::fast::RandomState>,
     case_insensitive: bool,
 }
 
@@ -368,7 +370,7 @@ impl LocalUsers {
             } else {
                 name.clone()
             };
-            if let Some(&first) = index.get(&lookup) {
+            if let Some(&first) = index.get(lookup.as_bytes()) {
                 let first: &LocalUser = &users[first];
                 return Err(err(
                     name_at,
@@ -437,7 +439,7 @@ impl LocalUsers {
                 groups.push(g.into_inner());
             }
 
-            index.insert(lookup, users.len());
+            index.insert(lookup.into_bytes().into_boxed_slice(), users.len());
             users.push(LocalUser {
                 name,
                 line: lines.line_of(name_at),
@@ -461,11 +463,22 @@ impl LocalUsers {
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&LocalUser> {
         let i = if self.case_insensitive {
-            self.index.get(&name.to_lowercase())
+            self.index.get(name.to_lowercase().as_bytes())
         } else {
-            self.index.get(name)
+            self.index.get(name.as_bytes())
         }?;
         self.users.get(*i)
+    }
+
+    /// [`get`](Self::get) for a name as it came off the wire, which may not be UTF-8 (then it
+    /// names no user). A case-sensitive store looks the octets up without validating them
+    /// first, on every request: every stored name is UTF-8, so only a UTF-8 name can equal one.
+    #[must_use]
+    pub fn get_bytes(&self, name: &[u8]) -> Option<&LocalUser> {
+        if self.case_insensitive {
+            return std::str::from_utf8(name).ok().and_then(|n| self.get(n));
+        }
+        self.index.get(name).and_then(|&i| self.users.get(i))
     }
 
     /// Number of users.
@@ -551,6 +564,9 @@ chap = "{}"
         let users = load(&sample()).unwrap();
         assert_eq!(users.len(), 3);
         let alice = users.get("alice").unwrap();
+        assert_eq!(users.get_bytes(b"alice").unwrap().name(), "alice");
+        assert!(users.get_bytes(b"ALICE").is_none());
+        assert!(users.get_bytes(b"alic\xe9").is_none());
         assert_eq!(alice.line(), 3);
         assert_eq!(alice.groups(), ["vpn-users", "staff"]);
         assert!(!alice.is_disabled());
@@ -622,6 +638,8 @@ chap = "{}"
         )
         .unwrap();
         assert_eq!(users.get("ALICE").unwrap().name(), "alice");
+        assert_eq!(users.get_bytes(b"ALICE").unwrap().name(), "alice");
+        assert!(users.get_bytes(b"ALICE\xff").is_none());
         let text = format!(
             "[[user]]\nname = \"Bob\"\nnt_hash = \"{0}\"\n\n[[user]]\nname = \"bOB\"\nnt_hash = \"{0}\"\n",
             nt_hex("x")

@@ -4,7 +4,7 @@
 //! Nothing here knows about RADIUS; it moves datagrams.
 
 use std::io;
-use std::mem::{size_of, zeroed, MaybeUninit};
+use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 
@@ -90,47 +90,61 @@ pub struct Datagram<'a> {
 }
 
 /// Reusable buffers for `recvmmsg`: no allocation per datagram.
+///
+/// The headers point into the other vectors, set up once: the vectors are never resized, so
+/// their heap buffers stay where they are for the batch's whole life (moving the batch moves
+/// only the vectors' handles). A receive then only resets what the kernel wrote into the
+/// headers it filled, instead of rebuilding all of them (most receives fill a few of many).
 pub struct RecvBatch {
     bufs: Vec<[u8; RECV_SLOT]>,
     addrs: Vec<libc::sockaddr_storage>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
     filled: usize,
+    /// How many headers, from the first, the last `recvmmsg` may have written to.
+    dirty: usize,
 }
 
 impl RecvBatch {
     pub fn new(n: usize) -> Self {
         let n = n.max(1);
-        RecvBatch {
+        let mut batch = RecvBatch {
             bufs: vec![[0u8; RECV_SLOT]; n],
             // SAFETY: all-zero sockaddr_storage / iovec / mmsghdr are valid (plain C structs).
             addrs: vec![unsafe { zeroed() }; n],
             iovs: vec![unsafe { zeroed() }; n],
             hdrs: vec![unsafe { zeroed() }; n],
             filled: 0,
+            dirty: n,
+        };
+        for i in 0..n {
+            batch.iovs[i] = libc::iovec {
+                iov_base: batch.bufs[i].as_mut_ptr().cast(),
+                iov_len: RECV_SLOT,
+            };
+            let h = &mut batch.hdrs[i].msg_hdr;
+            h.msg_name = (&mut batch.addrs[i] as *mut libc::sockaddr_storage).cast();
+            h.msg_iov = &mut batch.iovs[i];
+            h.msg_iovlen = 1;
+            h.msg_control = std::ptr::null_mut();
+            h.msg_controllen = 0;
         }
+        batch
     }
 
     /// Reads up to the batch size of datagrams without blocking. Returns how many were read;
     /// `WouldBlock` when none was waiting.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         let n = self.bufs.len();
-        for i in 0..n {
-            self.iovs[i] = libc::iovec {
-                iov_base: self.bufs[i].as_mut_ptr().cast(),
-                iov_len: RECV_SLOT,
-            };
-            let h = &mut self.hdrs[i].msg_hdr;
-            h.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            h.msg_iov = &mut self.iovs[i];
-            h.msg_iovlen = 1;
-            h.msg_control = std::ptr::null_mut();
-            h.msg_controllen = 0;
-            h.msg_flags = 0;
-            self.hdrs[i].msg_len = 0;
+        // The kernel writes the address length, flags and length of the datagrams it delivers;
+        // the pointers it only reads.
+        for hdr in &mut self.hdrs[..self.dirty] {
+            hdr.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            hdr.msg_hdr.msg_flags = 0;
+            hdr.msg_len = 0;
         }
-        // SAFETY: every header points at buffers owned by self that outlive the call.
+        // SAFETY: every header points at buffers owned by self (set up in `new`, never
+        // reallocated) that outlive the call; no reference to them is alive during it.
         let rc = unsafe {
             libc::recvmmsg(
                 fd,
@@ -142,9 +156,12 @@ impl RecvBatch {
         };
         if rc < 0 {
             self.filled = 0;
+            // Nothing was delivered; reset everything anyway rather than rely on that.
+            self.dirty = n;
             return Err(io::Error::last_os_error());
         }
         self.filled = rc as usize;
+        self.dirty = self.filled;
         Ok(self.filled)
     }
 
@@ -168,6 +185,12 @@ impl RecvBatch {
 pub struct SendBatch {
     data: Vec<u8>,
     items: Vec<(SocketAddr, usize, usize)>,
+    /// The `sendmmsg` arguments, rebuilt by every send in vectors kept from one send to the
+    /// next (no allocation per batch).
+    addrs: Vec<libc::sockaddr_storage>,
+    lens: Vec<libc::socklen_t>,
+    iovs: Vec<libc::iovec>,
+    hdrs: Vec<libc::mmsghdr>,
 }
 
 impl SendBatch {
@@ -175,6 +198,10 @@ impl SendBatch {
         SendBatch {
             data: Vec::with_capacity(64 * 1024),
             items: Vec::with_capacity(64),
+            addrs: Vec::with_capacity(64),
+            lens: Vec::with_capacity(64),
+            iovs: Vec::with_capacity(64),
+            hdrs: Vec::with_capacity(64),
         }
     }
 
@@ -214,24 +241,31 @@ impl SendBatch {
             return Ok(0);
         }
         let n = self.items.len();
-        let mut addrs: Vec<MaybeUninit<libc::sockaddr_storage>> = Vec::with_capacity(n);
-        let mut lens = Vec::with_capacity(n);
-        let mut iovs: Vec<libc::iovec> = Vec::with_capacity(n);
+        let (addrs, lens, iovs, hdrs) = (
+            &mut self.addrs,
+            &mut self.lens,
+            &mut self.iovs,
+            &mut self.hdrs,
+        );
+        addrs.clear();
+        lens.clear();
+        iovs.clear();
+        hdrs.clear();
         for &(to, start, len) in &self.items {
             let (ss, sl) = std_to_sockaddr(to);
-            addrs.push(MaybeUninit::new(ss));
+            addrs.push(ss);
             lens.push(sl);
             iovs.push(libc::iovec {
                 iov_base: self.data[start..].as_ptr() as *mut libc::c_void,
                 iov_len: len,
             });
         }
-        // SAFETY: zeroed mmsghdr is valid; the pointers set below refer to the vectors above,
-        // which live until the end of this function.
-        let mut hdrs: Vec<libc::mmsghdr> = vec![unsafe { zeroed() }; n];
+        // SAFETY: zeroed mmsghdr is valid; the pointers set below refer to the vectors
+        // filled above, which are not touched again until the call has returned.
+        hdrs.resize(n, unsafe { zeroed() });
         for i in 0..n {
             let h = &mut hdrs[i].msg_hdr;
-            h.msg_name = addrs[i].as_mut_ptr().cast();
+            h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
             h.msg_namelen = lens[i];
             h.msg_iov = &mut iovs[i];
             h.msg_iovlen = 1;

@@ -40,7 +40,7 @@ use zeroize::{Zeroize, Zeroizing};
 
 use crate::attr::{AttrType, Code};
 use crate::error::CryptoError;
-use crate::raw::{RawPacket, HEADER_LEN, MAX_ATTR_VALUE_LEN};
+use crate::raw::{RawPacket, MAX_ATTR_VALUE_LEN};
 
 type HmacMd5 = Hmac<Md5>;
 
@@ -177,23 +177,63 @@ pub fn unhide_user_password(
     cipher: &[u8],
     secret: &SharedSecret,
     request_authenticator: &[u8; 16],
-) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+) -> Result<PlainPassword, CryptoError> {
     let len = cipher.len();
     if !(16..=128).contains(&len) || len % 16 != 0 {
         return Err(CryptoError::BadCipherLength { len });
     }
-    let mut out = Zeroizing::new(Vec::with_capacity(len));
+    let mut out = PlainPassword {
+        buf: [0; 128],
+        len: 0,
+        written: len,
+    };
     let mut prev: &[u8] = request_authenticator;
-    for chunk in cipher.chunks_exact(16) {
+    for (chunk, plain) in cipher.chunks_exact(16).zip(out.buf.chunks_exact_mut(16)) {
         let mut b = secret.md5_after_secret(prev);
         xor16(&mut b, &block(chunk));
-        out.extend_from_slice(&b);
+        plain.copy_from_slice(&b);
         b.zeroize();
         prev = chunk;
     }
-    let keep = out.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    out.truncate(keep);
+    out.len = out.buf[..len]
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i + 1);
     Ok(out)
+}
+
+/// A User-Password recovered by [`unhide_user_password`], dereferencing to its octets.
+///
+/// Held in a fixed buffer (a User-Password has at most 128 octets), so recovering one, which
+/// every PAP request does, allocates nothing; the octets written are zeroized on drop.
+/// `Debug` prints `PlainPassword(<redacted>)`.
+pub struct PlainPassword {
+    buf: [u8; 128],
+    /// The password's length, padding stripped.
+    len: usize,
+    /// How many octets of `buf` were written (the padded length), all wiped on drop.
+    written: usize,
+}
+
+impl core::ops::Deref for PlainPassword {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for PlainPassword {
+    fn drop(&mut self) {
+        // The rest of the buffer was never written: it holds the zeros it started with.
+        self.buf[..self.written].zeroize();
+    }
+}
+
+impl fmt::Debug for PlainPassword {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PlainPassword(<redacted>)")
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -346,11 +386,50 @@ pub fn decrypt_tunnel_password(
 /// `auth` in place of whatever the Authenticator field holds.
 fn md5_with_auth(packet: &[u8], auth: &[u8; 16], secret: &SharedSecret) -> [u8; 16] {
     let mut h = Md5::new();
-    h.update(packet.get(..4).unwrap_or_default());
-    h.update(auth);
-    h.update(packet.get(HEADER_LEN..).unwrap_or_default());
+    feed_packet(&mut h, packet, auth, None);
     h.update(secret.bytes());
     h.finalize().into()
+}
+
+/// Feeds `packet` to a hash as if its Authenticator field held `auth` and, with `zeroed`,
+/// the 16 octets at that offset were zeros, without copying the packet.
+///
+/// Where the packet already holds those octets (a request's own Request Authenticator, a
+/// reply's still-zero Message-Authenticator, a reply whose Authenticator field was set
+/// first) it is fed in one piece rather than around them: every update of the hash has a
+/// cost of its own, which on a small packet is a good part of the whole. Which way is taken
+/// depends only on octets that are on the wire anyway.
+fn feed_packet(
+    h: &mut impl md5::digest::Update,
+    packet: &[u8],
+    auth: &[u8; 16],
+    zeroed: Option<usize>,
+) {
+    // Start of the run of packet octets not fed yet.
+    let mut start = 0;
+    for (at, with) in [(Some(4), auth), (zeroed, &[0; 16])] {
+        let Some(at) = at else { continue };
+        if packet.get(at..at + 16) != Some(&with[..]) {
+            md5::digest::Update::update(h, packet.get(start..at).unwrap_or_default());
+            md5::digest::Update::update(h, with);
+            start = at + 16;
+        }
+    }
+    md5::digest::Update::update(h, packet.get(start..).unwrap_or_default());
+}
+
+/// Constant-time equality of two 16-octet authenticators: the words are XORed and ORed
+/// together and the result compared once. As data-independent as [`subtle`]'s per-octet
+/// comparison (no branch on the data), which costs an optimisation barrier per octet, on
+/// every request.
+fn ct_eq16(a: &[u8; 16], b: &[u8; 16]) -> bool {
+    let word = |x: &[u8; 16], i: usize| {
+        let mut w = [0; 8];
+        w.copy_from_slice(&x[i..i + 8]);
+        u64::from_ne_bytes(w)
+    };
+    let diff = (word(a, 0) ^ word(b, 0)) | (word(a, 8) ^ word(b, 8));
+    diff.ct_eq(&0).into()
 }
 
 /// Response Authenticator of a reply (RFC 2865 §3, RFC 2866 §3, RFC 5176 §2.3):
@@ -428,11 +507,7 @@ pub(crate) fn hmac_packet(
     secret: &SharedSecret,
 ) -> [u8; 16] {
     let mut mac = secret.hmac();
-    mac.update(packet.get(..4).unwrap_or_default());
-    mac.update(auth);
-    mac.update(packet.get(HEADER_LEN..ma_value_offset).unwrap_or_default());
-    mac.update(&[0u8; 16]);
-    mac.update(packet.get(ma_value_offset + 16..).unwrap_or_default());
+    feed_packet(&mut mac, packet, auth, Some(ma_value_offset));
     mac.finalize().into_bytes().into()
 }
 
@@ -479,8 +554,8 @@ pub fn verify_message_authenticator(
         Err(()) => return Some(false),
     };
     let expected = hmac_packet(packet.bytes(), authenticator_field, offset, secret);
-    let got = packet.bytes().get(offset..offset + 16)?;
-    Some(bool::from(expected.ct_eq(got)))
+    let got = packet.bytes().get(offset..offset + 16)?.try_into().ok()?;
+    Some(ct_eq16(&expected, got))
 }
 
 #[cfg(test)]
@@ -577,6 +652,53 @@ pub(crate) mod tests {
         mac.update(&zeroed);
         let naive: [u8; 16] = mac.finalize().into_bytes().into();
         assert_eq!(naive[..], buf[22..38]);
+    }
+
+    /// `feed_packet` hashes what a copy of the packet with the substitutions made would,
+    /// whether or not the packet already holds the substituted octets.
+    #[test]
+    fn feeding_a_packet_equals_hashing_a_modified_copy() {
+        let packet: Vec<u8> = (0..90u8).map(|i| i.wrapping_mul(37)).collect();
+        let mut zero_ma = packet.clone();
+        zero_ma[40..56].fill(0);
+        let own: [u8; 16] = packet[4..20].try_into().unwrap();
+        for p in [&packet, &zero_ma] {
+            for auth in [own, [0; 16], [9; 16]] {
+                for zeroed in [None, Some(40), Some(74)] {
+                    let mut copy = p.clone();
+                    copy[4..20].copy_from_slice(&auth);
+                    if let Some(at) = zeroed {
+                        copy[at..at + 16].fill(0);
+                    }
+                    let mut fed = Md5::new();
+                    feed_packet(&mut fed, p, &auth, zeroed);
+                    assert_eq!(fed.finalize(), Md5::digest(&copy), "{auth:?} {zeroed:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ct_eq16_compares_every_octet() {
+        let a: [u8; 16] = core::array::from_fn(|i| i as u8);
+        assert!(ct_eq16(&a, &a));
+        for i in 0..16 {
+            for bit in 0..8 {
+                let mut b = a;
+                b[i] ^= 1 << bit;
+                assert!(!ct_eq16(&a, &b));
+            }
+        }
+    }
+
+    #[test]
+    fn plain_password_is_redacted_and_stripped() {
+        let s = secret();
+        let ra = [3; 16];
+        let c = hide_user_password(b"pw\0", &s, &ra).unwrap();
+        let p = unhide_user_password(&c, &s, &ra).unwrap();
+        assert_eq!(&p[..], b"pw");
+        assert_eq!(format!("{p:?}"), "PlainPassword(<redacted>)");
     }
 
     #[test]

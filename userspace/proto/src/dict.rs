@@ -529,6 +529,17 @@ static INDEX: [u8; 256] = {
     idx
 };
 
+/// Data type of a standard attribute, usable in constants (the rules module builds its
+/// length table from it at compile time).
+pub(crate) const fn const_data_type(attr_type: AttrType) -> Option<DataType> {
+    let i = INDEX[attr_type.0 as usize] as usize;
+    if i == 0 {
+        None
+    } else {
+        Some(ATTRS[i - 1].data_type)
+    }
+}
+
 /// Dictionary entry of a standard attribute type.
 pub fn attr_def(attr_type: AttrType) -> Option<&'static AttrDef> {
     let i = usize::from(INDEX[usize::from(attr_type.0)]);

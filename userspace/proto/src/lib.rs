@@ -44,7 +44,8 @@ pub use attr::{ms, AttrType, Code, MICROSOFT};
 pub use builder::PacketBuilder;
 pub use codec::{Decode, Encode, Reader};
 pub use crypto::{
-    hide_user_password, salt_decrypt, salt_encrypt, unhide_user_password, SharedSecret,
+    hide_user_password, salt_decrypt, salt_encrypt, unhide_user_password, PlainPassword,
+    SharedSecret,
 };
 pub use error::{CryptoError, DecodeError, EncodeError, Error, Fault, ValueError, VerifyError};
 pub use packet::{Attribute, Packet, VendorAttribute};

@@ -23,6 +23,55 @@ pub const MAX_VSA_VALUE_LEN: usize = MAX_ATTR_VALUE_LEN - 6;
 pub struct RawPacket<'a> {
     bytes: &'a [u8],
     authenticator: &'a [u8; 16],
+    /// The attribute types present, noted by the walk `decode` makes anyway: a request is
+    /// asked for many attributes it does not carry (State, EAP-Message, Proxy-State, ...),
+    /// and each such question would otherwise be a walk over all of them.
+    present: TypeSet,
+    /// Offset of the first attribute of each [`INDEXED`] type (0: none), so that `get` finds
+    /// those without a walk.
+    first: [u16; INDEXED.len()],
+}
+
+/// The attribute types whose first position `decode` keeps: every Access-Request is asked
+/// for them (User-Name more than once), and they are often far from the front.
+const INDEXED: [AttrType; 4] = [
+    AttrType::USER_NAME,
+    AttrType::USER_PASSWORD,
+    AttrType::CHAP_PASSWORD,
+    AttrType::NAS_IP_ADDRESS,
+];
+
+// `indexed` relies on it.
+const _: () = {
+    let mut i = 0;
+    while i < INDEXED.len() {
+        assert!(
+            INDEXED[i].0 as usize == i + 1,
+            "INDEXED must be types 1, 2, 3, ..."
+        );
+        i += 1;
+    }
+};
+
+/// Position of `t` in [`INDEXED`]. (Those are types 1 to 4, in order.)
+fn indexed(t: AttrType) -> Option<usize> {
+    usize::from(t.0)
+        .checked_sub(1)
+        .filter(|&i| i < INDEXED.len())
+}
+
+/// A set of attribute types (one bit per type).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TypeSet([u64; 4]);
+
+impl TypeSet {
+    pub(crate) fn insert(&mut self, t: AttrType) {
+        self.0[usize::from(t.0 >> 6)] |= 1 << (t.0 & 63);
+    }
+
+    pub(crate) fn contains(&self, t: AttrType) -> bool {
+        self.0[usize::from(t.0 >> 6)] & (1 << (t.0 & 63)) != 0
+    }
 }
 
 impl<'a> RawPacket<'a> {
@@ -50,6 +99,8 @@ impl<'a> RawPacket<'a> {
         let Some((_, authenticator)) = header.split_last_chunk::<16>() else {
             return Err(DecodeError::TooShort { len: buf.len() });
         };
+        let mut present = TypeSet::default();
+        let mut first = [0u16; INDEXED.len()];
         let mut pos = HEADER_LEN;
         while pos < len {
             let attr_type = AttrType(bytes[pos]);
@@ -72,11 +123,20 @@ impl<'a> RawPacket<'a> {
                     attr_type,
                 });
             }
+            if let Some(i) = indexed(attr_type) {
+                if first[i] == 0 {
+                    // pos < len <= MAX_PACKET_LEN fits in a u16.
+                    first[i] = pos as u16;
+                }
+            }
+            present.insert(attr_type);
             pos += alen;
         }
         Ok(Self {
             bytes,
             authenticator,
+            present,
+            first,
         })
     }
 
@@ -125,6 +185,17 @@ impl<'a> RawPacket<'a> {
 
     /// Value of the first attribute of a type.
     pub fn get(&self, attr_type: AttrType) -> Option<&'a [u8]> {
+        if !self.contains(attr_type) {
+            return None;
+        }
+        if let Some(i) = indexed(attr_type) {
+            return Attributes {
+                bytes: self.bytes,
+                pos: usize::from(self.first[i]),
+            }
+            .next()
+            .map(|a| a.value);
+        }
         self.attributes()
             .find(|a| a.attr_type == attr_type)
             .map(|a| a.value)
@@ -132,14 +203,15 @@ impl<'a> RawPacket<'a> {
 
     /// Values of all attributes of a type, in wire order.
     pub fn get_all(&self, attr_type: AttrType) -> impl Iterator<Item = &'a [u8]> + 'a {
-        self.attributes()
+        self.attributes_if_any(attr_type)
             .filter(move |a| a.attr_type == attr_type)
             .map(|a| a.value)
     }
 
-    /// True if at least one attribute of this type is present.
+    /// True if at least one attribute of this type is present. (No walk: `decode` noted
+    /// the types.)
     pub fn contains(&self, attr_type: AttrType) -> bool {
-        self.attributes().any(|a| a.attr_type == attr_type)
+        self.present.contains(attr_type)
     }
 
     /// Vendor sub-attributes of every conforming Vendor-Specific attribute, in wire
@@ -151,8 +223,21 @@ impl<'a> RawPacket<'a> {
     /// through [`crate::Packet`].
     pub fn vsas(&self) -> Vsas<'a> {
         Vsas {
-            attrs: self.attributes(),
+            attrs: self.attributes_if_any(AttrType::VENDOR_SPECIFIC),
             current: None,
+        }
+    }
+
+    /// All attributes, or none when no attribute of type `t` is present: an iterator that
+    /// only looks for `t` need not walk the packet then.
+    fn attributes_if_any(&self, t: AttrType) -> Attributes<'a> {
+        Attributes {
+            bytes: self.bytes,
+            pos: if self.contains(t) {
+                HEADER_LEN
+            } else {
+                self.bytes.len()
+            },
         }
     }
 
@@ -354,7 +439,31 @@ pub(crate) mod tests {
         let offsets: Vec<usize> = p.attributes().map(|a| a.offset).collect();
         assert_eq!(offsets, vec![20, 26, 44, 50]);
         assert!(!p.contains(AttrType::STATE));
+        assert_eq!(p.get(AttrType::STATE), None);
+        assert_eq!(p.get_all(AttrType::STATE).count(), 0);
+        assert!(p.contains(AttrType::NAS_PORT));
+        // The set of present types and the positions kept agree with a walk, for every type.
+        for t in 0..=255 {
+            let t = AttrType(t);
+            assert_eq!(p.contains(t), p.attributes().any(|a| a.attr_type == t));
+            let walked = p.attributes().find(|a| a.attr_type == t).map(|a| a.value);
+            assert_eq!(p.get(t), walked, "{t:?}");
+        }
         assert!(!p.is_empty());
+    }
+
+    #[test]
+    fn get_finds_the_first_of_repeated_attributes() {
+        let mut p = header(1, 0);
+        p.extend_from_slice(&[5, 6, 0, 0, 0, 1, 1, 3, b'a', 4, 6, 1, 2, 3, 4, 1, 3, b'b']);
+        p.extend_from_slice(&[4, 6, 5, 6, 7, 8]);
+        let len = p.len() as u16;
+        p[2..4].copy_from_slice(&len.to_be_bytes());
+        let raw = RawPacket::decode(&p).unwrap();
+        assert_eq!(raw.get(AttrType::USER_NAME), Some(&b"a"[..]));
+        assert_eq!(raw.get(AttrType::NAS_IP_ADDRESS), Some(&[1, 2, 3, 4][..]));
+        assert_eq!(raw.get(AttrType::USER_PASSWORD), None);
+        assert_eq!(raw.get_all(AttrType::USER_NAME).count(), 2);
     }
 
     #[test]

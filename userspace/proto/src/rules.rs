@@ -28,7 +28,7 @@
 use crate::attr::{AttrType, Code, MICROSOFT};
 use crate::dict::{self, DataType};
 use crate::error::DecodeError;
-use crate::raw::RawPacket;
+use crate::raw::{RawPacket, TypeSet};
 
 /// Quantity allowed by the RFC tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,54 +58,119 @@ const ACCOUNTING_REQUEST_ONCE: &[u8] = &[
 /// Attributes whose presence would leak or make no sense outside Access-Request.
 const PASSWORDS: &[u8] = &[2, 3, 60];
 
-fn quantity(code: Code, t: AttrType) -> Option<Quantity> {
+const fn listed(list: &[u8], t: u8) -> bool {
+    let mut i = 0;
+    while i < list.len() {
+        if list[i] == t {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+const fn once(list: &[u8], t: u8) -> Option<Quantity> {
+    if listed(list, t) {
+        Some(Quantity::ZeroOrOne)
+    } else {
+        None
+    }
+}
+
+/// The rule of the tables for attribute `t` in a packet with code `code` (`None`: any number).
+/// Evaluated at compile time into [`QUANTITIES`]; comparisons are on the raw octets because
+/// `PartialEq` is not const.
+const fn quantity(code: Code, t: AttrType) -> Option<Quantity> {
     use Quantity::*;
     let t8 = t.0;
-    if t == AttrType::MESSAGE_AUTHENTICATOR {
-        return Some(if code == Code::STATUS_SERVER {
+    if t8 == AttrType::MESSAGE_AUTHENTICATOR.0 {
+        return Some(if code.0 == Code::STATUS_SERVER.0 {
             ExactlyOne
         } else {
             ZeroOrOne
         });
     }
     match code {
-        Code::ACCESS_REQUEST => ACCESS_REQUEST_ONCE.contains(&t8).then_some(ZeroOrOne),
+        Code::ACCESS_REQUEST => once(ACCESS_REQUEST_ONCE, t8),
         Code::ACCESS_ACCEPT => {
-            if PASSWORDS.contains(&t8) {
+            if listed(PASSWORDS, t8) {
                 Some(Zero)
             } else {
-                ACCESS_ACCEPT_ONCE.contains(&t8).then_some(ZeroOrOne)
+                once(ACCESS_ACCEPT_ONCE, t8)
             }
         }
         Code::ACCESS_CHALLENGE => {
-            if PASSWORDS.contains(&t8) {
+            if listed(PASSWORDS, t8) {
                 Some(Zero)
             } else {
-                ACCESS_CHALLENGE_ONCE.contains(&t8).then_some(ZeroOrOne)
+                once(ACCESS_CHALLENGE_ONCE, t8)
             }
         }
         Code::ACCOUNTING_REQUEST => {
-            if t == AttrType::ACCT_STATUS_TYPE {
+            if t8 == AttrType::ACCT_STATUS_TYPE.0 {
                 Some(ExactlyOne)
-            } else if PASSWORDS.contains(&t8)
-                || t == AttrType::TUNNEL_PASSWORD
-                || t == AttrType::ARAP_PASSWORD
+            } else if listed(PASSWORDS, t8)
+                || t8 == AttrType::TUNNEL_PASSWORD.0
+                || t8 == AttrType::ARAP_PASSWORD.0
             {
                 Some(Zero)
             } else {
-                ACCOUNTING_REQUEST_ONCE.contains(&t8).then_some(ZeroOrOne)
+                once(ACCOUNTING_REQUEST_ONCE, t8)
             }
         }
-        Code::STATUS_SERVER => PASSWORDS.contains(&t8).then_some(Zero),
         Code::DISCONNECT_REQUEST | Code::COA_REQUEST => {
-            if t == AttrType::USER_PASSWORD || t == AttrType::CHAP_PASSWORD {
+            if t8 == AttrType::USER_PASSWORD.0 || t8 == AttrType::CHAP_PASSWORD.0 {
+                Some(Zero)
+            } else if t8 == AttrType::STATE.0 {
+                Some(ZeroOrOne)
+            } else {
+                None
+            }
+        }
+        // Status-Server and every other code, replies included.
+        _ => {
+            if listed(PASSWORDS, t8) {
                 Some(Zero)
             } else {
-                (t == AttrType::STATE).then_some(ZeroOrOne)
+                None
             }
         }
-        // Every other code, replies included.
-        _ => PASSWORDS.contains(&t8).then_some(Zero),
+    }
+}
+
+/// [`quantity`] for every attribute type of one code.
+const fn quantities(code: Code) -> [Option<Quantity>; 256] {
+    let mut table = [None; 256];
+    let mut t = 0;
+    while t < 256 {
+        table[t] = quantity(code, AttrType(t as u8));
+        t += 1;
+    }
+    table
+}
+
+/// The rules per code, looked up once per attribute on every request instead of searching
+/// the lists. Codes with the same rules share a table; [`quantities_for`] picks it.
+static QUANTITIES: [[Option<Quantity>; 256]; 6] = [
+    quantities(Code::ACCESS_REQUEST),
+    quantities(Code::ACCESS_ACCEPT),
+    quantities(Code::ACCESS_CHALLENGE),
+    quantities(Code::ACCOUNTING_REQUEST),
+    quantities(Code::STATUS_SERVER),
+    quantities(Code::COA_REQUEST),
+];
+/// Every other code (Access-Reject, Accounting-Response, the CoA replies, unknown codes).
+static OTHER_QUANTITIES: [Option<Quantity>; 256] = quantities(Code(0));
+
+fn quantities_for(code: Code) -> &'static [Option<Quantity>; 256] {
+    match code {
+        Code::ACCESS_REQUEST => &QUANTITIES[0],
+        Code::ACCESS_ACCEPT => &QUANTITIES[1],
+        Code::ACCESS_CHALLENGE => &QUANTITIES[2],
+        Code::ACCOUNTING_REQUEST => &QUANTITIES[3],
+        Code::STATUS_SERVER => &QUANTITIES[4],
+        Code::DISCONNECT_REQUEST | Code::COA_REQUEST => &QUANTITIES[5],
+        _ => &OTHER_QUANTITIES,
     }
 }
 
@@ -118,18 +183,56 @@ fn required(code: Code) -> &'static [u8] {
     }
 }
 
+/// What value lengths an attribute type allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Length {
+    Any,
+    Exactly(u8),
+    /// ipv6prefix: 2..=18.
+    Ipv6Prefix,
+    /// A multiple of 16 in 16..=128.
+    UserPassword,
+    /// Tag, salt and a non-empty multiple of 16.
+    TunnelPassword,
+}
+
+const fn length_rule(t: AttrType) -> Length {
+    match t {
+        AttrType::USER_PASSWORD => Length::UserPassword,
+        AttrType::CHAP_PASSWORD => Length::Exactly(17),
+        AttrType::MESSAGE_AUTHENTICATOR => Length::Exactly(16),
+        AttrType::TUNNEL_PASSWORD => Length::TunnelPassword,
+        _ => match dict::const_data_type(t) {
+            // A tagged integer is one tag octet and three value octets: still 4.
+            Some(DataType::Integer | DataType::IpAddr | DataType::Date) => Length::Exactly(4),
+            Some(DataType::Ipv6Addr) => Length::Exactly(16),
+            Some(DataType::Ifid) => Length::Exactly(8),
+            Some(DataType::Ipv6Prefix) => Length::Ipv6Prefix,
+            Some(DataType::Text | DataType::Octets | DataType::Vsa) | None => Length::Any,
+        },
+    }
+}
+
+/// [`length_rule`] of every attribute type, computed at compile time.
+static LENGTHS: [Length; 256] = {
+    let mut table = [Length::Any; 256];
+    let mut t = 0;
+    while t < 256 {
+        table[t] = length_rule(AttrType(t as u8));
+        t += 1;
+    }
+    table
+};
+
 /// Check the length of a value against its attribute's data type.
 fn check_length(t: AttrType, value: &[u8]) -> Result<(), DecodeError> {
     let len = value.len();
-    let ok = match t {
-        AttrType::USER_PASSWORD => (16..=128).contains(&len) && len % 16 == 0,
-        AttrType::CHAP_PASSWORD => len == 17,
-        AttrType::MESSAGE_AUTHENTICATOR => len == 16,
-        AttrType::TUNNEL_PASSWORD => len >= 19 && (len - 3) % 16 == 0,
-        _ => match dict::attr_def(t) {
-            Some(def) => fixed_len_ok(def.data_type, len),
-            None => true,
-        },
+    let ok = match LENGTHS[usize::from(t.0)] {
+        Length::Any => true,
+        Length::Exactly(n) => len == usize::from(n),
+        Length::Ipv6Prefix => (2..=18).contains(&len),
+        Length::UserPassword => (16..=128).contains(&len) && len % 16 == 0,
+        Length::TunnelPassword => len >= 19 && (len - 3) % 16 == 0,
     };
     if ok {
         Ok(())
@@ -179,19 +282,22 @@ impl RawPacket<'_> {
     /// for exactly which). Never allocates; one pass over the attributes.
     pub fn check_attribute_rules(&self) -> Result<(), DecodeError> {
         let code = self.code();
-        let mut counts = [0u8; 256];
+        let quantities = quantities_for(code);
+        // The types with a "0-1" or "1" rule met so far: a second one is a duplicate.
+        let mut seen = TypeSet::default();
         for attr in self.attributes() {
             let t = attr.attr_type;
-            let n = &mut counts[usize::from(t.0)];
-            *n = n.saturating_add(1);
-            match quantity(code, t) {
+            match quantities[usize::from(t.0)] {
                 Some(Quantity::Zero) => {
                     return Err(DecodeError::MisplacedAttribute { attr_type: t, code })
                 }
-                Some(Quantity::ZeroOrOne | Quantity::ExactlyOne) if *n > 1 => {
-                    return Err(DecodeError::DuplicateAttribute { attr_type: t, code })
+                Some(Quantity::ZeroOrOne | Quantity::ExactlyOne) => {
+                    if seen.contains(t) {
+                        return Err(DecodeError::DuplicateAttribute { attr_type: t, code });
+                    }
+                    seen.insert(t);
                 }
-                _ => {}
+                None => {}
             }
             check_length(t, attr.value)?;
             if t == AttrType::VENDOR_SPECIFIC {
@@ -203,7 +309,7 @@ impl RawPacket<'_> {
             }
         }
         for &t in required(code) {
-            if counts[usize::from(t)] == 0 {
+            if !self.contains(AttrType(t)) {
                 return Err(DecodeError::MissingAttribute {
                     attr_type: AttrType(t),
                     code,
@@ -211,8 +317,8 @@ impl RawPacket<'_> {
             }
         }
         if code == Code::ACCESS_REQUEST
-            && counts[usize::from(AttrType::USER_PASSWORD.0)] > 0
-            && counts[usize::from(AttrType::CHAP_PASSWORD.0)] > 0
+            && self.contains(AttrType::USER_PASSWORD)
+            && self.contains(AttrType::CHAP_PASSWORD)
         {
             return Err(DecodeError::PasswordAndChap);
         }
@@ -246,6 +352,78 @@ mod tests {
 
     const PW: &[u8] = &[0x55; 16];
     const MA: &[u8] = &[0; 16];
+
+    /// The rules as they read before they became tables: the tables must agree with them for
+    /// every code, type and length.
+    fn plain_quantity(code: Code, t: AttrType) -> Option<Quantity> {
+        use Quantity::*;
+        let t8 = t.0;
+        if t == AttrType::MESSAGE_AUTHENTICATOR {
+            return Some(if code == Code::STATUS_SERVER {
+                ExactlyOne
+            } else {
+                ZeroOrOne
+            });
+        }
+        match code {
+            Code::ACCESS_REQUEST => ACCESS_REQUEST_ONCE.contains(&t8).then_some(ZeroOrOne),
+            Code::ACCESS_ACCEPT if PASSWORDS.contains(&t8) => Some(Zero),
+            Code::ACCESS_ACCEPT => ACCESS_ACCEPT_ONCE.contains(&t8).then_some(ZeroOrOne),
+            Code::ACCESS_CHALLENGE if PASSWORDS.contains(&t8) => Some(Zero),
+            Code::ACCESS_CHALLENGE => ACCESS_CHALLENGE_ONCE.contains(&t8).then_some(ZeroOrOne),
+            Code::ACCOUNTING_REQUEST if t == AttrType::ACCT_STATUS_TYPE => Some(ExactlyOne),
+            Code::ACCOUNTING_REQUEST
+                if PASSWORDS.contains(&t8)
+                    || t == AttrType::TUNNEL_PASSWORD
+                    || t == AttrType::ARAP_PASSWORD =>
+            {
+                Some(Zero)
+            }
+            Code::ACCOUNTING_REQUEST => ACCOUNTING_REQUEST_ONCE.contains(&t8).then_some(ZeroOrOne),
+            Code::DISCONNECT_REQUEST | Code::COA_REQUEST
+                if t == AttrType::USER_PASSWORD || t == AttrType::CHAP_PASSWORD =>
+            {
+                Some(Zero)
+            }
+            Code::DISCONNECT_REQUEST | Code::COA_REQUEST => {
+                (t == AttrType::STATE).then_some(ZeroOrOne)
+            }
+            _ => PASSWORDS.contains(&t8).then_some(Zero),
+        }
+    }
+
+    fn plain_length_ok(t: AttrType, len: usize) -> bool {
+        match t {
+            AttrType::USER_PASSWORD => (16..=128).contains(&len) && len % 16 == 0,
+            AttrType::CHAP_PASSWORD => len == 17,
+            AttrType::MESSAGE_AUTHENTICATOR => len == 16,
+            AttrType::TUNNEL_PASSWORD => len >= 19 && (len - 3) % 16 == 0,
+            _ => dict::attr_def(t).is_none_or(|d| fixed_len_ok(d.data_type, len)),
+        }
+    }
+
+    #[test]
+    fn tables_agree_with_the_plain_rules() {
+        for c in 0..=255u8 {
+            for t in 0..=255u8 {
+                assert_eq!(
+                    quantities_for(Code(c))[usize::from(t)],
+                    plain_quantity(Code(c), AttrType(t)),
+                    "code {c} type {t}"
+                );
+            }
+        }
+        let value = [0u8; 253];
+        for t in 0..=255u8 {
+            for len in 0..=253 {
+                assert_eq!(
+                    check_length(AttrType(t), &value[..len]).is_ok(),
+                    plain_length_ok(AttrType(t), len),
+                    "type {t} length {len}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn rfc_examples_pass() {

@@ -97,15 +97,9 @@ pub fn verify_request<'a>(
         return Err(VerifyError::UnsupportedCode { code });
     }
 
-    let (mut has_ma, mut has_proxy_state, mut has_eap) = (false, false, false);
-    for a in packet.attributes() {
-        match a.attr_type {
-            AttrType::MESSAGE_AUTHENTICATOR => has_ma = true,
-            AttrType::PROXY_STATE => has_proxy_state = true,
-            AttrType::EAP_MESSAGE => has_eap = true,
-            _ => {}
-        }
-    }
+    let has_ma = packet.contains(AttrType::MESSAGE_AUTHENTICATOR);
+    let has_proxy_state = packet.contains(AttrType::PROXY_STATE);
+    let has_eap = packet.contains(AttrType::EAP_MESSAGE);
     if !has_ma {
         match code {
             Code::STATUS_SERVER => return Err(VerifyError::MissingMessageAuthenticator { code }),

@@ -63,6 +63,10 @@ pub struct DedupCache {
     in_progress_limit: Duration,
     max_entries: usize,
     generation: u64,
+    /// The reply buffer of the last entry dropped, for the next answer of the same length:
+    /// in the steady state every answer replaces an older entry (the NAS reuses its
+    /// identifiers), so answers stop costing an allocation and a free each.
+    spare: Option<Box<[u8]>>,
 }
 
 impl DedupCache {
@@ -78,6 +82,25 @@ impl DedupCache {
             in_progress_limit,
             max_entries: max_entries.max(1),
             generation: 0,
+            spare: None,
+        }
+    }
+
+    /// A copy of `reply` to cache, in the spare buffer when it has the right length.
+    fn boxed(&mut self, reply: &[u8]) -> Box<[u8]> {
+        match self.spare.take() {
+            Some(mut b) if b.len() == reply.len() => {
+                b.copy_from_slice(reply);
+                b
+            }
+            _ => reply.into(),
+        }
+    }
+
+    /// Keeps the reply buffer of a dropped entry as the spare.
+    fn recycle(spare: &mut Option<Box<[u8]>>, dropped: Entry) {
+        if let State::Answered(b) = dropped.state {
+            *spare = Some(b);
         }
     }
 
@@ -118,7 +141,7 @@ impl DedupCache {
                 }
             }
             MapEntry::Occupied(mut o) => {
-                o.insert(entry);
+                Self::recycle(&mut self.spare, o.insert(entry));
                 Lookup::New { replaced: true }
             }
             MapEntry::Vacant(v) => {
@@ -149,12 +172,20 @@ impl DedupCache {
         let window = self.window;
         self.generation += 1;
         let generation = self.generation;
+        let bytes = self.boxed(reply);
         match self.map.get_mut(&key) {
             Some(e) if &e.authenticator == authenticator => {
-                e.state = State::Answered(reply.into());
+                if let State::Answered(old) =
+                    std::mem::replace(&mut e.state, State::Answered(bytes))
+                {
+                    self.spare = Some(old);
+                }
                 e.generation = generation;
             }
-            Some(_) => return,
+            Some(_) => {
+                self.spare = Some(bytes);
+                return;
+            }
             None => {
                 while self.map.len() >= self.max_entries {
                     if !self.evict_oldest() {
@@ -165,7 +196,7 @@ impl DedupCache {
                     key,
                     Entry {
                         authenticator: *authenticator,
-                        state: State::Answered(reply.into()),
+                        state: State::Answered(bytes),
                         generation,
                     },
                 );
@@ -197,7 +228,7 @@ impl DedupCache {
                 queue.pop_front();
                 if let MapEntry::Occupied(o) = self.map.entry(key) {
                     if o.get().generation == generation {
-                        o.remove();
+                        Self::recycle(&mut self.spare, o.remove());
                     }
                 }
             }
@@ -226,6 +257,27 @@ impl DedupCache {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recycled_reply_buffer_holds_the_new_reply() {
+        let now = Instant::now();
+        let mut c = DedupCache::new(Duration::from_secs(30), Duration::from_secs(60), 16);
+        let k = key(1000, 7);
+        assert_eq!(c.check(k, &[1; 16], now), Lookup::New { replaced: false });
+        c.answered(k, &[1; 16], b"first", now);
+        // The NAS reuses the identifier: the old answer's buffer becomes the spare...
+        assert_eq!(c.check(k, &[2; 16], now), Lookup::New { replaced: true });
+        c.answered(k, &[2; 16], b"again", now);
+        assert_eq!(c.check(k, &[2; 16], now), Lookup::Cached(b"again"));
+        // ...and a reply of another length is not squeezed into it.
+        assert_eq!(c.check(k, &[3; 16], now), Lookup::New { replaced: true });
+        c.answered(k, &[3; 16], b"a longer reply", now);
+        assert_eq!(c.check(k, &[3; 16], now), Lookup::Cached(b"a longer reply"));
+        // An answer for an entry replaced meanwhile is still not stored.
+        assert_eq!(c.check(k, &[4; 16], now), Lookup::New { replaced: true });
+        c.answered(k, &[3; 16], b"stale", now);
+        assert_eq!(c.check(k, &[4; 16], now), Lookup::InProgress);
+    }
 
     #[test]
     fn an_answer_to_a_request_held_elsewhere_is_cached_for_its_retransmissions() {

@@ -582,8 +582,8 @@ impl Work {
                 return Access::Later(task);
             }
         }
-        let primary = primary::authenticate(&shared.users, client, request);
-        let Some(mut grant) = primary.grant else {
+        let mut primary = primary::authenticate(&shared.users, client, request);
+        let Some(mut grant) = primary.grant.take() else {
             let answer = Answer::Reject {
                 ms_error: primary.ms_error,
                 message: None,
@@ -610,11 +610,13 @@ impl Work {
             });
         // Network policies: after the first factor (the groups are known), before the second.
         // (No user lookup when there are no policies to evaluate.)
-        let groups = match primary.user.as_deref() {
-            Some(u) if !shared.policies.is_open() => {
-                shared.users.get(u).map_or(&[][..], |u| u.groups())
-            }
-            _ => &[][..],
+        let groups = if shared.policies.is_open() {
+            &[][..]
+        } else {
+            primary
+                .user()
+                .and_then(|u| shared.users.get(u))
+                .map_or(&[][..], |u| u.groups())
         };
         let facts = policy::Facts::new(
             client.index,
@@ -658,7 +660,7 @@ impl Work {
                 Step::Ask { provider, factor } => (provider, factor),
             };
         let settings = &shared.mfa.settings;
-        let user = primary.user.clone().unwrap_or_default();
+        let user = primary.user().unwrap_or_default().to_owned();
         // The MFA identity: the alternate login-id attribute when configured and present.
         let mfa_user = settings
             .login_id_attribute

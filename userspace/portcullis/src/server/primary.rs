@@ -23,26 +23,33 @@ pub struct Grant {
     pub policy: Option<Arc<Policy>>,
 }
 
-/// The outcome of primary authentication.
-pub struct Primary {
+/// The outcome of primary authentication (borrowing the user name from the request).
+pub struct Primary<'a> {
     pub method: Method,
     pub reason: Reason,
     /// `Some` when the credentials were right.
     pub grant: Option<Grant>,
     /// MS-CHAPv2 failures answer with an MS-CHAP-Error of this code.
     pub ms_error: Option<(u8, MsChapErrorCode)>,
-    /// The user name as looked up in the store (domain stripped for MS-CHAPv2), when valid UTF-8.
-    pub user: Option<String>,
+    /// The user name as looked up in the store (domain stripped for MS-CHAPv2); see
+    /// [`user`](Self::user).
+    name: Option<&'a [u8]>,
 }
 
-impl Primary {
+impl<'a> Primary<'a> {
+    /// The user name as looked up in the store, when valid UTF-8. (Checked here, when asked
+    /// for, not on every request: only policies and the second factor need it as text.)
+    pub fn user(&self) -> Option<&'a str> {
+        self.name.and_then(|n| std::str::from_utf8(n).ok())
+    }
+
     fn deny(method: Method, reason: Reason) -> Self {
         Primary {
             method,
             reason,
             grant: None,
             ms_error: None,
-            user: None,
+            name: None,
         }
     }
 }
@@ -68,7 +75,11 @@ pub fn method_of(p: &RawPacket<'_>) -> Method {
 }
 
 /// Authenticates `request` from `client` against `users`.
-pub fn authenticate(users: &LocalUsers, client: &Client, request: &VerifiedRequest<'_>) -> Primary {
+pub fn authenticate<'a>(
+    users: &LocalUsers,
+    client: &Client,
+    request: &VerifiedRequest<'a>,
+) -> Primary<'a> {
     let method = method_of(&request.packet());
     let Some(name_bytes) = request.get(AttrType::USER_NAME) else {
         return Primary::deny(method, Reason::NoSuchUser);
@@ -77,11 +88,10 @@ pub fn authenticate(users: &LocalUsers, client: &Client, request: &VerifiedReque
         Method::MsChapV2 => portcullis_auth::mschapv2::strip_domain(name_bytes),
         _ => name_bytes,
     };
-    let name = std::str::from_utf8(lookup_name).ok();
-    let user = name.and_then(|n| users.get(n));
+    let user = users.get_bytes(lookup_name);
     let mut out = Primary::deny(method, Reason::AuthenticationFailure);
-    out.user = name.map(str::to_owned);
-    let granted = |mut out: Primary, grant: Grant| {
+    out.name = Some(lookup_name);
+    let granted = |mut out: Primary<'a>, grant: Grant| {
         out.reason = Reason::Success;
         out.grant = Some(grant);
         out
@@ -91,15 +101,16 @@ pub fn authenticate(users: &LocalUsers, client: &Client, request: &VerifiedReque
             let Some(cipher) = request.get(AttrType::USER_PASSWORD) else {
                 return Primary::deny(method, Reason::MalformedRequest);
             };
-            let Ok(password) =
-                crypto::unhide_user_password(cipher, &client.secret, request.authenticator())
-            else {
+            // Borrowed where it lies, not moved out of the result: it is a 128-octet buffer.
+            let unhidden =
+                crypto::unhide_user_password(cipher, &client.secret, request.authenticator());
+            let Ok(password) = &unhidden else {
                 return Primary::deny(method, Reason::MalformedRequest);
             };
             match user {
                 None => out.reason = Reason::NoSuchUser,
                 Some(u) if u.is_disabled() => out.reason = Reason::AccountDisabled,
-                Some(u) if u.verify_pap(&password) => {
+                Some(u) if u.verify_pap(password) => {
                     return granted(
                         out,
                         Grant {
