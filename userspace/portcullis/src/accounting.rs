@@ -115,10 +115,13 @@ fn writer_loop(dir: PathBuf, rx: Receiver<Job>, max_batch: usize) {
         let mut ok = true;
         let mut i = 0;
         while i < batch.len() {
+            // The file name is the date's: compare dates, and format the name once per run of
+            // one day's records rather than twice per record.
+            let day = batch[i].at.date();
             let name = file_name_for(batch[i].at);
             let mut j = i;
             buf.clear();
-            while j < batch.len() && file_name_for(batch[j].at) == name {
+            while j < batch.len() && batch[j].at.date() == day {
                 buf.extend_from_slice(&batch[j].line);
                 buf.push(b'\n');
                 j += 1;
