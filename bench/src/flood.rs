@@ -278,7 +278,7 @@ impl Netns {
         for &pid in &pids {
             udp::pin_thread(pid, cpus)
                 .with_context(|| format!("cannot pin the NAPI thread {pid} of {iface}"))?;
-            interrupt_priority(pid).with_context(|| {
+            set_scheduler(pid, libc::SCHED_FIFO, IRQ_THREAD_PRIORITY).with_context(|| {
                 format!("cannot give the NAPI thread {pid} of {iface} SCHED_FIFO")
             })?;
         }
@@ -373,33 +373,26 @@ fn flood_socket(source: Ipv4Addr, target: SocketAddr) -> Result<UdpSocket> {
     Ok(s)
 }
 
-/// Gives the calling thread the `SCHED_IDLE` policy: it runs only when nothing else on its CPU
-/// wants to.
-fn idle_priority() -> Result<()> {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: pid 0 is the calling thread; `param` is a live sched_param.
-    if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
-        bail!("{}", std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
 /// The real-time priority the kernel gives threaded interrupt handlers (`MAX_RT_PRIO / 2`).
 const IRQ_THREAD_PRIORITY: i32 = 50;
 
-/// Gives thread `pid` the `SCHED_FIFO` policy at the priority of the kernel's threaded
-/// interrupt handlers. A NIC's receive work runs in the softirq its interrupt raises, which
-/// preempts whatever task the CPU runs; a NAPI thread at the default `SCHED_OTHER` would
-/// instead take turns with the server by time slice, and the veth's 256-entry ring, about
-/// 250 µs of a full-rate flood, overflows during every slice the server gets, dropping
-/// legitimate datagrams with the forged ones at a rate no NIC interrupt would.
-fn interrupt_priority(pid: u32) -> Result<()> {
+/// Sets the scheduling policy of thread `tid` (0: the calling thread).
+///
+/// The flood thread gets `SCHED_IDLE`: it runs only when nothing else on its CPU wants to.
+/// The veth's NAPI thread gets `SCHED_FIFO` at the priority of the kernel's threaded interrupt
+/// handlers: a NIC's receive work runs in the softirq its interrupt raises, which preempts
+/// whatever task the CPU runs; a NAPI thread at the default `SCHED_OTHER` would instead take
+/// turns with the server by time slice, and the veth's 256-entry ring, about 250 µs of a
+/// full-rate flood, overflows during every slice the server gets, dropping legitimate
+/// datagrams with the forged ones at a rate no NIC interrupt would.
+fn set_scheduler(tid: u32, policy: libc::c_int, priority: i32) -> Result<()> {
     let param = libc::sched_param {
-        sched_priority: IRQ_THREAD_PRIORITY,
+        sched_priority: priority,
     };
-    let pid = libc::pid_t::try_from(pid).context("pid out of range")?;
-    // SAFETY: `param` is a live sched_param; `pid` names a thread that exists or the call fails.
-    if unsafe { libc::sched_setscheduler(pid, libc::SCHED_FIFO, &param) } != 0 {
+    let tid = libc::pid_t::try_from(tid).context("thread id out of range")?;
+    // SAFETY: `param` is a live sched_param; `tid` is 0 or names a thread that exists, or
+    // the call fails.
+    if unsafe { libc::sched_setscheduler(tid, policy, &param) } != 0 {
         bail!("{}", std::io::Error::last_os_error());
     }
     Ok(())
@@ -554,13 +547,6 @@ fn napi_threads(iface: &str) -> Vec<u32> {
                 .is_ok_and(|c| c.trim_end().starts_with(&prefix))
         })
         .collect()
-}
-
-/// CPU seconds used so far by the threads `pids` together (gone threads count 0).
-fn threads_cpu_seconds(pids: &[u32]) -> f64 {
-    pids.iter()
-        .filter_map(|pid| crate::procfs::process_cpu_seconds(&format!("/proc/{pid}/stat")).ok())
-        .sum()
 }
 
 /// Keeps the kernel's run-time statistics of BPF programs on while it lives (`BPF_ENABLE_STATS`
@@ -738,7 +724,8 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
                 .name("flood".into())
                 .spawn(move || -> Result<()> {
                     udp::pin_current_thread(&cpus).context("cannot pin the flood thread")?;
-                    idle_priority().context("cannot give the flood thread SCHED_IDLE")?;
+                    set_scheduler(0, libc::SCHED_IDLE, 0)
+                        .context("cannot give the flood thread SCHED_IDLE")?;
                     flood(
                         &unknown,
                         &forged,
@@ -767,7 +754,7 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
     };
     let (backlog0, rcvbuf0) = (softnet_dropped(), udp_rcvbuf_errors(server.pid()));
     let link0 = topo.link_drops();
-    let napi0 = threads_cpu_seconds(&napi);
+    let napi0 = crate::procfs::threads_cpu_seconds(&napi);
     let bpf0 = bpf_run_stats(server.pid());
     let flood_start = counts.total();
     let t0 = Instant::now();
@@ -775,7 +762,7 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
     let flood_end = counts.total();
     let ran = t0.elapsed();
     let napi_cpu_percent = (!napi.is_empty() && ran.as_secs_f64() > 0.0)
-        .then(|| (threads_cpu_seconds(&napi) - napi0) / ran.as_secs_f64() * 100.0);
+        .then(|| (crate::procfs::threads_cpu_seconds(&napi) - napi0) / ran.as_secs_f64() * 100.0);
     let bpf1 = bpf_run_stats(server.pid());
     let (xdp_ns, xdp_runs) = (bpf1.0.saturating_sub(bpf0.0), bpf1.1.saturating_sub(bpf0.1));
     let xdp_program = (spec.xdp && xdp_runs > 0 && ran.as_secs_f64() > 0.0).then(|| XdpCost {

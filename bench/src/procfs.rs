@@ -34,6 +34,14 @@ pub fn process_cpu_seconds(stat_path: &str) -> Result<f64> {
     Ok(total as f64 / ticks_per_second())
 }
 
+/// CPU seconds used so far by the threads (or processes) `pids` together; one that is gone
+/// counts 0.
+pub fn threads_cpu_seconds(pids: &[u32]) -> f64 {
+    pids.iter()
+        .filter_map(|pid| process_cpu_seconds(&format!("/proc/{pid}/stat")).ok())
+        .sum()
+}
+
 /// Busy time (everything but idle and iowait) of `cpus` together since boot, in seconds.
 pub fn cpus_busy_seconds(cpus: &[usize]) -> Result<f64> {
     let stat = fs::read_to_string("/proc/stat").context("cannot read /proc/stat")?;

@@ -55,13 +55,9 @@ pub fn measure(
             .as_deref()
             .and_then(|s| procfs::process_cpu_seconds(s).ok());
         let client = procfs::process_cpu_seconds("/proc/self/stat").ok();
-        let all = procfs::cpus_busy_seconds(t.watched).ok().map(|b| {
-            b - t
-                .helper_threads
-                .iter()
-                .filter_map(|p| procfs::process_cpu_seconds(&format!("/proc/{p}/stat")).ok())
-                .sum::<f64>()
-        });
+        let all = procfs::cpus_busy_seconds(t.watched)
+            .ok()
+            .map(|b| b - procfs::threads_cpu_seconds(t.helper_threads));
         let si = procfs::cpus_softirq_seconds(t.server_cpus).ok();
         let slot = match m {
             Mark::MeasureStart => 0,

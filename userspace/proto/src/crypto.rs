@@ -418,8 +418,8 @@ fn feed_packet(
     md5::digest::Update::update(h, packet.get(start..).unwrap_or_default());
 }
 
-/// Constant-time equality of two 16-octet authenticators: the words are XORed and ORed
-/// together and the result compared once. As data-independent as [`subtle`]'s per-octet
+/// Constant-time equality of two 16-octet authenticators (every authenticator check here uses
+/// it): the words are XORed and ORed together and the result compared once. As data-independent as [`subtle`]'s per-octet
 /// comparison (no branch on the data), which costs an optimisation barrier per octet, on
 /// every request.
 fn ct_eq16(a: &[u8; 16], b: &[u8; 16]) -> bool {
@@ -450,7 +450,7 @@ pub fn verify_response_authenticator(
     secret: &SharedSecret,
 ) -> bool {
     let expected = response_authenticator(reply.bytes(), request_authenticator, secret);
-    bool::from(expected.ct_eq(reply.authenticator()))
+    ct_eq16(&expected, reply.authenticator())
 }
 
 /// Request Authenticator of an Accounting-Request, CoA-Request or Disconnect-Request
@@ -467,7 +467,7 @@ pub fn verify_accounting_request_authenticator(
     secret: &SharedSecret,
 ) -> bool {
     let expected = accounting_request_authenticator(packet.bytes(), secret);
-    bool::from(expected.ct_eq(packet.authenticator()))
+    ct_eq16(&expected, packet.authenticator())
 }
 
 /// The value that must be in the Authenticator field while a Message-Authenticator is

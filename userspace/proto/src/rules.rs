@@ -196,6 +196,30 @@ enum Length {
     TunnelPassword,
 }
 
+impl Length {
+    /// The lengths a value of this data type may have (standard and vendor attributes).
+    const fn of(data_type: DataType) -> Length {
+        match data_type {
+            // A tagged integer is one tag octet and three value octets: still 4.
+            DataType::Integer | DataType::IpAddr | DataType::Date => Length::Exactly(4),
+            DataType::Ipv6Addr => Length::Exactly(16),
+            DataType::Ifid => Length::Exactly(8),
+            DataType::Ipv6Prefix => Length::Ipv6Prefix,
+            DataType::Text | DataType::Octets | DataType::Vsa => Length::Any,
+        }
+    }
+
+    fn allows(self, len: usize) -> bool {
+        match self {
+            Length::Any => true,
+            Length::Exactly(n) => len == usize::from(n),
+            Length::Ipv6Prefix => (2..=18).contains(&len),
+            Length::UserPassword => (16..=128).contains(&len) && len % 16 == 0,
+            Length::TunnelPassword => len >= 19 && (len - 3) % 16 == 0,
+        }
+    }
+}
+
 const fn length_rule(t: AttrType) -> Length {
     match t {
         AttrType::USER_PASSWORD => Length::UserPassword,
@@ -203,12 +227,8 @@ const fn length_rule(t: AttrType) -> Length {
         AttrType::MESSAGE_AUTHENTICATOR => Length::Exactly(16),
         AttrType::TUNNEL_PASSWORD => Length::TunnelPassword,
         _ => match dict::const_data_type(t) {
-            // A tagged integer is one tag octet and three value octets: still 4.
-            Some(DataType::Integer | DataType::IpAddr | DataType::Date) => Length::Exactly(4),
-            Some(DataType::Ipv6Addr) => Length::Exactly(16),
-            Some(DataType::Ifid) => Length::Exactly(8),
-            Some(DataType::Ipv6Prefix) => Length::Ipv6Prefix,
-            Some(DataType::Text | DataType::Octets | DataType::Vsa) | None => Length::Any,
+            Some(data_type) => Length::of(data_type),
+            None => Length::Any,
         },
     }
 }
@@ -227,28 +247,10 @@ static LENGTHS: [Length; 256] = {
 /// Check the length of a value against its attribute's data type.
 fn check_length(t: AttrType, value: &[u8]) -> Result<(), DecodeError> {
     let len = value.len();
-    let ok = match LENGTHS[usize::from(t.0)] {
-        Length::Any => true,
-        Length::Exactly(n) => len == usize::from(n),
-        Length::Ipv6Prefix => (2..=18).contains(&len),
-        Length::UserPassword => (16..=128).contains(&len) && len % 16 == 0,
-        Length::TunnelPassword => len >= 19 && (len - 3) % 16 == 0,
-    };
-    if ok {
+    if LENGTHS[usize::from(t.0)].allows(len) {
         Ok(())
     } else {
         Err(DecodeError::BadAttributeLength { attr_type: t, len })
-    }
-}
-
-fn fixed_len_ok(data_type: DataType, len: usize) -> bool {
-    match data_type {
-        // A tagged integer is one tag octet and three value octets: still 4.
-        DataType::Integer | DataType::IpAddr | DataType::Date => len == 4,
-        DataType::Ipv6Addr => len == 16,
-        DataType::Ifid => len == 8,
-        DataType::Ipv6Prefix => (2..=18).contains(&len),
-        DataType::Text | DataType::Octets | DataType::Vsa => true,
     }
 }
 
@@ -261,10 +263,10 @@ fn check_vendor_length(vendor: u32, vendor_type: u8, value: &[u8]) -> Result<(),
         match vendor_type {
             crate::ms::CHAP_RESPONSE | crate::ms::CHAP2_RESPONSE => len == 50,
             crate::ms::MPPE_SEND_KEY | crate::ms::MPPE_RECV_KEY => len >= 18 && (len - 2) % 16 == 0,
-            _ => fixed_len_ok(def.data_type, len),
+            _ => Length::of(def.data_type).allows(len),
         }
     } else {
-        fixed_len_ok(def.data_type, len)
+        Length::of(def.data_type).allows(len)
     };
     if ok {
         Ok(())
@@ -398,7 +400,13 @@ mod tests {
             AttrType::CHAP_PASSWORD => len == 17,
             AttrType::MESSAGE_AUTHENTICATOR => len == 16,
             AttrType::TUNNEL_PASSWORD => len >= 19 && (len - 3) % 16 == 0,
-            _ => dict::attr_def(t).is_none_or(|d| fixed_len_ok(d.data_type, len)),
+            _ => dict::attr_def(t).is_none_or(|d| match d.data_type {
+                DataType::Integer | DataType::IpAddr | DataType::Date => len == 4,
+                DataType::Ipv6Addr => len == 16,
+                DataType::Ifid => len == 8,
+                DataType::Ipv6Prefix => (2..=18).contains(&len),
+                DataType::Text | DataType::Octets | DataType::Vsa => true,
+            }),
         }
     }
 

@@ -97,9 +97,9 @@ impl DedupCache {
         }
     }
 
-    /// Keeps the reply buffer of a dropped entry as the spare.
-    fn recycle(spare: &mut Option<Box<[u8]>>, dropped: Entry) {
-        if let State::Answered(b) = dropped.state {
+    /// Keeps the reply buffer of a dropped or replaced state as the spare.
+    fn recycle(spare: &mut Option<Box<[u8]>>, dropped: State) {
+        if let State::Answered(b) = dropped {
             *spare = Some(b);
         }
     }
@@ -141,7 +141,7 @@ impl DedupCache {
                 }
             }
             MapEntry::Occupied(mut o) => {
-                Self::recycle(&mut self.spare, o.insert(entry));
+                Self::recycle(&mut self.spare, o.insert(entry).state);
                 Lookup::New { replaced: true }
             }
             MapEntry::Vacant(v) => {
@@ -175,11 +175,8 @@ impl DedupCache {
         let bytes = self.boxed(reply);
         match self.map.get_mut(&key) {
             Some(e) if &e.authenticator == authenticator => {
-                if let State::Answered(old) =
-                    std::mem::replace(&mut e.state, State::Answered(bytes))
-                {
-                    self.spare = Some(old);
-                }
+                let old = std::mem::replace(&mut e.state, State::Answered(bytes));
+                Self::recycle(&mut self.spare, old);
                 e.generation = generation;
             }
             Some(_) => {
@@ -228,7 +225,7 @@ impl DedupCache {
                 queue.pop_front();
                 if let MapEntry::Occupied(o) = self.map.entry(key) {
                     if o.get().generation == generation {
-                        Self::recycle(&mut self.spare, o.remove());
+                        Self::recycle(&mut self.spare, o.remove().state);
                     }
                 }
             }
