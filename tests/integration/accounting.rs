@@ -64,6 +64,60 @@ fn accounting_with_a_bad_request_authenticator_is_dropped() {
     assert_eq!(c.exchange(&pkt), None);
 }
 
+/// An Accounting-Request with the given identifier and session id.
+fn acct_request(id: u8, sid: &str) -> Vec<u8> {
+    let attrs = vec![
+        (attr::ACCT_STATUS_TYPE, 1u32.to_be_bytes().to_vec()),
+        (attr::ACCT_SESSION_ID, sid.as_bytes().to_vec()),
+        (attr::USER_NAME, b"alice".to_vec()),
+    ];
+    encode(ACCOUNTING_REQUEST, id, [0; 16], &attrs, false, SECRET)
+}
+
+#[test]
+fn a_record_that_cannot_be_written_is_not_acknowledged_and_its_retransmission_is() {
+    let s = Server::start(ServerOpts::default());
+    let dir = s.data_dir.join("accounting");
+    // Nothing has been written yet, so no file is open: with the directory gone, the writer
+    // cannot create the day's file.
+    std::fs::remove_dir_all(&dir).unwrap();
+    let c = RawClient::new(s.acct);
+    let lost = acct_request(1, "unwritable-1");
+    c.send(&lost);
+    // Bounded wait for the writer to report the failure.
+    for _ in 0..200 {
+        if s.stat("drop.accounting_write_failed") > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert_eq!(
+        s.stat("drop.accounting_write_failed"),
+        1,
+        "{:?}\n{}",
+        s.stats(),
+        s.log()
+    );
+    std::fs::create_dir(&dir).unwrap();
+    // A socket answers its accounting requests in the order they came: had the first been
+    // acknowledged, its answer would arrive before the second's.
+    let kept = acct_request(2, "written-2");
+    let r = c.exchange(&kept).expect("no answer to the writable record");
+    assert_eq!(check_reply(&r, &kept, SECRET).code, ACCOUNTING_RESPONSE);
+    // The NAS retransmits the unacknowledged request; nothing of the failure was cached.
+    let r = c.exchange(&lost).expect("no answer to the retransmission");
+    assert_eq!(check_reply(&r, &lost, SECRET).code, ACCOUNTING_RESPONSE);
+    let lines = s.accounting_lines();
+    for sid in ["unwritable-1", "written-2"] {
+        assert_eq!(
+            lines.iter().filter(|l| l.contains(sid)).count(),
+            1,
+            "{sid}: {lines:?}"
+        );
+    }
+    assert_eq!(s.stat("accounting_response"), 2, "{:?}", s.stats());
+}
+
 #[test]
 fn every_acknowledged_record_survives_kill_9() {
     let mut s = Server::start(ServerOpts::default());

@@ -2,11 +2,14 @@
 //! SO_REUSEPORT socket per listener, its duplicate cache and its counters.
 //!
 //! The receive loop reads datagrams in batches (`recvmmsg`), runs each through the pipeline
-//! synchronously, and sends the replies of the batch with one `sendmmsg`. Work that must wait
-//! (an accounting record becoming durable) is a local task that sends its reply when done.
+//! synchronously, and sends the replies of the batch with one `sendmmsg`. Accounting requests
+//! wait, in submission order, for their records to become durable; the socket's loop answers
+//! every one that is ready together, in the same `sendmmsg` as the next batch's replies or in
+//! one of their own. Second-factor calls are local tasks that send their replies when done.
 //! One bad datagram never stops the loop: it is counted and dropped.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::rc::Rc;
@@ -15,9 +18,10 @@ use std::time::Instant;
 
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
+use tokio::sync::oneshot::error::TryRecvError;
 use tokio_util::sync::CancellationToken;
 
-use super::pipeline::{Outcome, Pipeline};
+use super::pipeline::{Deferred, Outcome, Pipeline};
 use super::{ListenerKind, Shared};
 use crate::net::{RecvBatch, SendBatch};
 use crate::stats::{Counter, ShardStats};
@@ -54,7 +58,6 @@ pub fn run(p: ShardParams) -> std::io::Result<()> {
         p.dedup_window,
         p.dedup_entries,
     )));
-    let inflight = Rc::new(InFlight::default());
     let result = local.block_on(&rt, async {
         let mut loops = Vec::new();
         let mut fds: Vec<(u16, ListenerKind, Rc<AsyncFd<UdpSocket>>)> = Vec::new();
@@ -82,7 +85,7 @@ pub fn run(p: ShardParams) -> std::io::Result<()> {
                 p.stats.clone(),
                 p.cancel.clone(),
                 p.batch,
-                inflight.clone(),
+                p.shutdown_grace,
                 sockets.clone(),
             )));
         }
@@ -130,19 +133,6 @@ pub fn run(p: ShardParams) -> std::io::Result<()> {
             );
         }
         send_effects(&sockets, fx.replies, &p.stats).await;
-        // Receiving has stopped; let in-flight work (accounting fsyncs) finish and answer.
-        let drain = async {
-            while inflight.count.get() > 0 {
-                inflight.idle.notified().await;
-            }
-        };
-        if tokio::time::timeout(p.shutdown_grace, drain).await.is_err() {
-            tracing::warn!(
-                shard = p.id,
-                unfinished = inflight.count.get(),
-                "shutdown grace period over with requests still in flight"
-            );
-        }
         Ok::<(), std::io::Error>(())
     });
     result
@@ -195,11 +185,63 @@ async fn run_later(
     send_effects(&fds, fx.replies, &stats).await;
 }
 
-/// Requests of this shard waiting for something (accounting durability) before their answer.
+/// The accounting requests of one socket waiting for their records to become durable, oldest
+/// first. The writer finishes records in the order they were submitted, so the oldest is the
+/// first to finish and everything finished is a prefix of the queue.
 #[derive(Default)]
-struct InFlight {
-    count: std::cell::Cell<usize>,
-    idle: tokio::sync::Notify,
+struct Acks {
+    queue: VecDeque<Deferred>,
+}
+
+impl Acks {
+    fn push(&mut self, d: Deferred) {
+        self.queue.push_back(d);
+    }
+
+    fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Waits until the oldest request's write is finished; true if its record is durable.
+    /// Never resolves while the queue is empty.
+    async fn oldest(&mut self) -> bool {
+        match self.queue.front_mut() {
+            Some(d) => matches!((&mut d.durable).await, Ok(Ok(()))),
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Answers, into `tx`, the oldest request if `oldest` says how its write ended, then every
+    /// request after it whose write has ended too. A record that could not be written (or whose
+    /// writer is gone) is not acknowledged: the pipeline counts it and the NAS retransmits.
+    fn answer_ready(
+        &mut self,
+        mut oldest: Option<bool>,
+        pipeline: &mut Pipeline,
+        tx: &mut SendBatch,
+        now: Instant,
+    ) {
+        while let Some(front) = self.queue.front_mut() {
+            let durable = match oldest.take() {
+                Some(durable) => durable,
+                None => match front.durable.try_recv() {
+                    Ok(r) => r.is_ok(),
+                    Err(TryRecvError::Closed) => false,
+                    Err(TryRecvError::Empty) => return,
+                },
+            };
+            let Some(d) = self.queue.pop_front() else {
+                return;
+            };
+            if let Some((to, bytes)) = pipeline.complete(d.answer, durable, now) {
+                tx.push(to, &bytes);
+            }
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -211,15 +253,24 @@ async fn socket_loop(
     stats: Arc<ShardStats>,
     cancel: CancellationToken,
     batch: usize,
-    inflight: Rc<InFlight>,
+    shutdown_grace: std::time::Duration,
     fds: Sockets,
 ) {
     let mut rx = RecvBatch::new(batch);
     let mut tx = SendBatch::new();
+    let mut acks = Acks::default();
     loop {
         let mut guard = tokio::select! {
             biased;
-            _ = cancel.cancelled() => return,
+            _ = cancel.cancelled() => {
+                finish_acks(&mut acks, &fd, &pipeline, &mut tx, &stats, shutdown_grace).await;
+                return;
+            }
+            durable = acks.oldest() => {
+                acks.answer_ready(Some(durable), &mut pipeline.borrow_mut(), &mut tx, Instant::now());
+                flush(&fd, &mut tx, &stats).await;
+                continue;
+            }
             g = fd.readable() => match g {
                 Ok(g) => g,
                 Err(e) => {
@@ -255,35 +306,50 @@ async fn socket_loop(
                         Outcome::Reply(bytes) => tx.push(d.from, bytes),
                         Outcome::Dropped | Outcome::Waiting => {}
                         Outcome::Later(task) => spawn_later(task, &pipeline, &fds, &stats),
-                        Outcome::AfterDurable(deferred) => {
-                            inflight.count.set(inflight.count.get() + 1);
-                            let inflight = inflight.clone();
-                            let fd = fd.clone();
-                            let pipeline = pipeline.clone();
-                            let stats = stats.clone();
-                            tokio::task::spawn_local(async move {
-                                let ok = matches!(deferred.durable.await, Ok(Ok(())));
-                                let reply = pipeline.borrow_mut().complete(
-                                    deferred.answer,
-                                    ok,
-                                    Instant::now(),
-                                );
-                                if let Some((to, bytes)) = reply {
-                                    send_one(&fd, to, &bytes, &stats).await;
-                                }
-                                inflight.count.set(inflight.count.get() - 1);
-                                if inflight.count.get() == 0 {
-                                    inflight.idle.notify_waiters();
-                                }
-                            });
-                        }
+                        Outcome::AfterDurable(deferred) => acks.push(deferred),
                     }
                 }
                 for task in pl.take_tasks() {
                     spawn_later(task, &pipeline, &fds, &stats);
                 }
+                // Acknowledgements whose records became durable meanwhile go out with this
+                // batch's replies.
+                acks.answer_ready(None, &mut pl, &mut tx, now);
             }
             flush(&fd, &mut tx, &stats).await;
+        }
+    }
+}
+
+/// At shutdown, after receiving stopped: waits (at most `grace`) for the accounting records
+/// still being written and sends their acknowledgements.
+async fn finish_acks(
+    acks: &mut Acks,
+    fd: &AsyncFd<UdpSocket>,
+    pipeline: &RefCell<Pipeline>,
+    tx: &mut SendBatch,
+    stats: &ShardStats,
+    grace: std::time::Duration,
+) {
+    let deadline = tokio::time::Instant::now() + grace;
+    while !acks.is_empty() {
+        match tokio::time::timeout_at(deadline, acks.oldest()).await {
+            Ok(durable) => {
+                acks.answer_ready(
+                    Some(durable),
+                    &mut pipeline.borrow_mut(),
+                    tx,
+                    Instant::now(),
+                );
+                flush(fd, tx, stats).await;
+            }
+            Err(_) => {
+                tracing::warn!(
+                    unfinished = acks.len(),
+                    "shutdown grace period over with accounting records still being written"
+                );
+                return;
+            }
         }
     }
 }
