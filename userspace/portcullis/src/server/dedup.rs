@@ -9,6 +9,9 @@
 //!
 //! The cache is sans-IO: the caller passes `now`, so tests drive it with a simulated clock.
 //! Entries expire `window` after they were answered; the cache is bounded, evicting the oldest.
+//! Memory is bounded by the number of entries, not by the request rate: a NAS reuses its 256
+//! identifiers, so most entries are replaced long before their deadline, and the deadline
+//! queues drop the items of replaced entries whenever those outnumber the live ones.
 //! Requests are verified (Message-Authenticator / Request Authenticator) *before* they reach the
 //! cache, so a forged packet cannot evict or poison an entry.
 
@@ -30,6 +33,12 @@ enum State {
     InProgress,
     Answered(Box<[u8]>),
 }
+
+/// A deadline queue item: (deadline, key, generation of the entry it was queued for).
+type Deadline = (Instant, Key, u64);
+
+/// Items a deadline queue may hold beyond twice the number of entries before it is compacted.
+const QUEUE_SLACK: usize = 1024;
 
 #[derive(Debug)]
 struct Entry {
@@ -56,9 +65,9 @@ pub struct DedupCache {
     map: HashMap<Key, Entry, foldhash::fast::RandomState>,
     /// (deadline, key, generation) of in-progress entries; the limit is constant, so appends
     /// keep the queue sorted.
-    pending_expiry: VecDeque<(Instant, Key, u64)>,
+    pending_expiry: VecDeque<Deadline>,
     /// The same for answered entries, with the cache window.
-    answered_expiry: VecDeque<(Instant, Key, u64)>,
+    answered_expiry: VecDeque<Deadline>,
     window: Duration,
     in_progress_limit: Duration,
     max_entries: usize,
@@ -157,8 +166,8 @@ impl DedupCache {
     pub fn deferred(&mut self, key: Key, authenticator: &[u8; 16], now: Instant) {
         if let Some(e) = self.map.get(&key) {
             if &e.authenticator == authenticator {
-                self.pending_expiry
-                    .push_back((now + self.in_progress_limit, key, e.generation));
+                let item = (now + self.in_progress_limit, key, e.generation);
+                push_deadline(&mut self.pending_expiry, item, &self.map);
             }
         }
     }
@@ -199,8 +208,11 @@ impl DedupCache {
                 );
             }
         }
-        self.answered_expiry
-            .push_back((now + window, key, generation));
+        push_deadline(
+            &mut self.answered_expiry,
+            (now + window, key, generation),
+            &self.map,
+        );
     }
 
     /// Forgets a request that was not answered (dropped after all), so that a retransmission is
@@ -232,6 +244,12 @@ impl DedupCache {
         }
     }
 
+    /// Items in the deadline queues, live or not (tests).
+    #[cfg(test)]
+    fn queued(&self) -> usize {
+        self.pending_expiry.len() + self.answered_expiry.len()
+    }
+
     /// Removes the oldest answered entry, or failing that the oldest in-progress one.
     fn evict_oldest(&mut self) -> bool {
         for queue in [&mut self.answered_expiry, &mut self.pending_expiry] {
@@ -247,6 +265,31 @@ impl DedupCache {
             }
         }
         false
+    }
+}
+
+/// Appends `item` to a deadline queue. An item whose entry was replaced by a newer request
+/// with the same key, answered (it then has an item in the other queue) or removed is dead: it
+/// only waits for its deadline to be popped. A NAS reuses its identifiers within seconds, so
+/// without compaction a queue would hold a dead item for every request of the last window
+/// (a window of 10 s at 300 k requests/s: 3 M items, 190 MB). When dead items may outnumber the
+/// entries, the queue keeps only the live ones, in order; each compaction leaves at most one
+/// item per entry and follows at least as many appends as it scans items, so it costs O(1) per
+/// append, amortised.
+fn push_deadline(
+    queue: &mut VecDeque<Deadline>,
+    item: Deadline,
+    map: &HashMap<Key, Entry, foldhash::fast::RandomState>,
+) {
+    queue.push_back(item);
+    let bound = 2 * map.len() + QUEUE_SLACK;
+    if queue.len() > bound {
+        queue.retain(|(_, key, generation)| {
+            map.get(key).is_some_and(|e| e.generation == *generation)
+        });
+        if queue.capacity() > 2 * bound {
+            queue.shrink_to(bound);
+        }
     }
 }
 
@@ -412,6 +455,88 @@ mod tests {
         }
         assert_eq!(c.pending_expiry.len(), 0);
         assert_eq!(c.answered_expiry.len(), 1000);
+    }
+
+    #[test]
+    fn deadline_queues_stay_bounded_by_the_entries_not_the_request_rate() {
+        // 8 NAS ports reusing all 256 identifiers, every request deferred (accounting) and then
+        // answered, 200 000 requests within one window.
+        let mut c = DedupCache::new(
+            Duration::from_secs(3600),
+            Duration::from_secs(3600),
+            1 << 18,
+        );
+        let t0 = Instant::now();
+        for n in 0..200_000u32 {
+            let k = key((n % 8) as u16, (n / 8 % 256) as u8);
+            let a = authenticator(n);
+            assert_eq!(
+                c.check(k, &a, t0),
+                Lookup::New {
+                    replaced: n >= 2048
+                }
+            );
+            c.deferred(k, &a, t0);
+            c.answered(k, &a, b"r", t0);
+        }
+        assert_eq!(c.len(), 2048);
+        assert!(
+            c.queued() <= 2 * (2 * 2048 + QUEUE_SLACK),
+            "{} items queued for {} entries",
+            c.queued(),
+            c.len()
+        );
+        // The live deadlines survived compaction: every entry is still cached, and all expire
+        // at the end of the window.
+        for n in 200_000 - 2048..200_000u32 {
+            let k = key((n % 8) as u16, (n / 8 % 256) as u8);
+            assert_eq!(c.check(k, &authenticator(n), t0), Lookup::Cached(b"r"));
+        }
+        c.expire(t0 + Duration::from_secs(3601));
+        assert_eq!(c.len(), 0);
+        assert_eq!(c.queued(), 0);
+    }
+
+    #[test]
+    fn compaction_keeps_the_eviction_order() {
+        // Capacity 3000: when full, the oldest live entry goes first, also after the queue
+        // dropped the dead items of reused keys.
+        let mut c = DedupCache::new(Duration::from_secs(3600), Duration::from_secs(3600), 3000);
+        let t0 = Instant::now();
+        // Keys 0..2999 answered in order, then keys 1000..2999 reused 3 times each (their dead
+        // items trigger compactions); keys 0..999 are now the oldest live entries.
+        for n in 0..3000u32 {
+            let k = key(n as u16, 0);
+            c.check(k, &authenticator(n), t0);
+            c.answered(k, &authenticator(n), b"r", t0);
+        }
+        for round in 1..=3u32 {
+            for n in 1000..3000u32 {
+                let k = key(n as u16, 0);
+                let a = authenticator(n + round * 10_000);
+                c.check(k, &a, t0);
+                c.answered(k, &a, b"r", t0);
+            }
+        }
+        assert!(c.queued() <= 2 * 3000 + QUEUE_SLACK, "{}", c.queued());
+        // A new key evicts key 0, the oldest; key 1 stays.
+        c.check(key(5000, 0), &authenticator(5000), t0);
+        assert_eq!(c.len(), 3000);
+        assert_eq!(
+            c.check(key(1, 0), &authenticator(1), t0),
+            Lookup::Cached(b"r")
+        );
+        assert_eq!(
+            c.check(key(0, 0), &authenticator(0), t0),
+            Lookup::New { replaced: false }
+        );
+    }
+
+    /// A distinct Request Authenticator per request number.
+    fn authenticator(n: u32) -> [u8; 16] {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&n.to_be_bytes());
+        a
     }
 
     #[test]
