@@ -9,14 +9,19 @@
 //!
 //! The cache is sans-IO: the caller passes `now`, so tests drive it with a simulated clock.
 //! Entries expire `window` after they were answered; the cache is bounded, evicting the oldest.
-//! Memory is bounded by the number of entries, not by the request rate: a NAS reuses its 256
-//! identifiers, so most entries are replaced long before their deadline, and the deadline
-//! queues drop the items of replaced entries whenever those outnumber the live ones.
 //! Requests are verified (Message-Authenticator / Request Authenticator) *before* they reach the
 //! cache, so a forged packet cannot evict or poison an entry.
+//!
+//! Entries live in a slab; the hash map holds slab indexes. An entry with a deadline is linked
+//! into one of two lists threaded through the slab, one for in-progress deadlines and one for
+//! answers; each list's durations are constant, so appending keeps it sorted and its head is
+//! the next to expire (or the oldest to evict). A NAS reuses its 256 identifiers within
+//! seconds, so most entries are replaced long before their deadline: replacing unlinks the old
+//! deadline in O(1). Memory is bounded by the number of entries, not by the request rate, and
+//! no operation ever walks the cache.
 
 use std::collections::hash_map::Entry as MapEntry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -34,18 +39,73 @@ enum State {
     Answered(Box<[u8]>),
 }
 
-/// A deadline queue item: (deadline, key, generation of the entry it was queued for).
-type Deadline = (Instant, Key, u64);
+/// "No node" in the slab's links.
+const NIL: u32 = u32::MAX;
 
-/// Items a deadline queue may hold beyond twice the number of entries before it is compacted.
-const QUEUE_SLACK: usize = 1024;
+/// Which deadline list a node is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum On {
+    None,
+    Pending,
+    Answered,
+}
 
 #[derive(Debug)]
-struct Entry {
+struct Node {
+    key: Key,
     authenticator: [u8; 16],
     state: State,
-    /// Generation stamp, so a stale expiry-queue item cannot remove a newer entry.
-    generation: u64,
+    /// Meaningful while `on` is not `None`.
+    deadline: Instant,
+    on: On,
+    prev: u32,
+    next: u32,
+}
+
+impl Node {
+    /// A node on no list.
+    fn new(key: Key, authenticator: [u8; 16], state: State, now: Instant) -> Node {
+        Node {
+            key,
+            authenticator,
+            state,
+            deadline: now,
+            on: On::None,
+            prev: NIL,
+            next: NIL,
+        }
+    }
+}
+
+/// Puts `node` in a free slot of the slab, or a new one; returns its index. The cache holds at
+/// most `max_entries` (< `NIL`) nodes at once, so the index fits.
+fn alloc(nodes: &mut Vec<Node>, free: &mut Vec<u32>, node: Node) -> u32 {
+    match free.pop() {
+        Some(i) => {
+            nodes[i as usize] = node;
+            i
+        }
+        None => {
+            nodes.push(node);
+            (nodes.len() - 1) as u32
+        }
+    }
+}
+
+/// A doubly linked list of slab nodes, oldest deadline first.
+#[derive(Debug, Clone, Copy)]
+struct List {
+    head: u32,
+    tail: u32,
+    len: usize,
+}
+
+impl List {
+    const EMPTY: List = List {
+        head: NIL,
+        tail: NIL,
+        len: 0,
+    };
 }
 
 /// What to do with an incoming (already verified) request.
@@ -62,16 +122,18 @@ pub enum Lookup<'a> {
 pub struct DedupCache {
     /// foldhash (randomly seeded) rather than SipHash: it is hashed several times per request,
     /// and only verified requests (the peer knows the shared secret) ever insert a key.
-    map: HashMap<Key, Entry, foldhash::fast::RandomState>,
-    /// (deadline, key, generation) of in-progress entries; the limit is constant, so appends
-    /// keep the queue sorted.
-    pending_expiry: VecDeque<Deadline>,
-    /// The same for answered entries, with the cache window.
-    answered_expiry: VecDeque<Deadline>,
+    map: HashMap<Key, u32, foldhash::fast::RandomState>,
+    nodes: Vec<Node>,
+    /// Slab indexes of removed nodes, reused first.
+    free: Vec<u32>,
+    /// In-progress entries waiting elsewhere (accounting durability, a second factor), by
+    /// deadline.
+    pending: List,
+    /// Answered entries, by deadline (the cache window).
+    answered: List,
     window: Duration,
     in_progress_limit: Duration,
     max_entries: usize,
-    generation: u64,
     /// The reply buffer of the last entry dropped, for the next answer of the same length:
     /// in the steady state every answer replaces an older entry (the NAS reuses its
     /// identifiers), so answers stop costing an allocation and a free each.
@@ -85,12 +147,14 @@ impl DedupCache {
     pub fn new(window: Duration, in_progress_limit: Duration, max_entries: usize) -> Self {
         DedupCache {
             map: HashMap::default(),
-            pending_expiry: VecDeque::new(),
-            answered_expiry: VecDeque::new(),
+            nodes: Vec::new(),
+            free: Vec::new(),
+            pending: List::EMPTY,
+            answered: List::EMPTY,
             window,
             in_progress_limit,
-            max_entries: max_entries.max(1),
-            generation: 0,
+            // Slab indexes are u32 and NIL is reserved.
+            max_entries: max_entries.clamp(1, (NIL - 1) as usize),
             spare: None,
         }
     }
@@ -121,6 +185,77 @@ impl DedupCache {
         self.map.is_empty()
     }
 
+    fn list_mut(&mut self, on: On) -> Option<&mut List> {
+        match on {
+            On::None => None,
+            On::Pending => Some(&mut self.pending),
+            On::Answered => Some(&mut self.answered),
+        }
+    }
+
+    /// Takes node `i` off its deadline list, if it is on one.
+    fn unlink(&mut self, i: u32) {
+        let (on, prev, next) = {
+            let n = &self.nodes[i as usize];
+            (n.on, n.prev, n.next)
+        };
+        if on == On::None {
+            return;
+        }
+        if prev != NIL {
+            self.nodes[prev as usize].next = next;
+        }
+        if next != NIL {
+            self.nodes[next as usize].prev = prev;
+        }
+        if let Some(list) = self.list_mut(on) {
+            if list.head == i {
+                list.head = next;
+            }
+            if list.tail == i {
+                list.tail = prev;
+            }
+            list.len -= 1;
+        }
+        let n = &mut self.nodes[i as usize];
+        n.on = On::None;
+        n.prev = NIL;
+        n.next = NIL;
+    }
+
+    /// Appends node `i` (on no list) to list `on` with `deadline`. Every deadline of a list is
+    /// "now + the list's constant duration", so the list stays sorted.
+    fn link(&mut self, i: u32, on: On, deadline: Instant) {
+        let Some(list) = self.list_mut(on) else {
+            return;
+        };
+        let tail = list.tail;
+        list.tail = i;
+        if list.head == NIL {
+            list.head = i;
+        }
+        list.len += 1;
+        if tail != NIL {
+            self.nodes[tail as usize].next = i;
+        }
+        let n = &mut self.nodes[i as usize];
+        n.on = on;
+        n.deadline = deadline;
+        n.prev = tail;
+        n.next = NIL;
+    }
+
+    /// Removes node `i` and its key; its slot goes to the free list.
+    fn remove(&mut self, i: u32) {
+        self.unlink(i);
+        let n = &mut self.nodes[i as usize];
+        let key = n.key;
+        let state = std::mem::replace(&mut n.state, State::InProgress);
+        Self::recycle(&mut self.spare, state);
+        self.map.remove(&key);
+        self.free.push(i);
+    }
+
     /// Looks a verified request up and, when it is new, records it as in progress. The caller
     /// then answers it ([`answered`](Self::answered)), drops it ([`forget`](Self::forget)) or,
     /// if the answer comes later, calls [`deferred`](Self::deferred).
@@ -128,46 +263,62 @@ impl DedupCache {
         self.expire(now);
         // Room for a new key, when full (rare: one more lookup).
         if self.map.len() >= self.max_entries && !self.map.contains_key(&key) {
-            while self.map.len() >= self.max_entries {
-                if !self.evict_oldest() {
-                    break;
-                }
-            }
+            self.make_room();
         }
-        self.generation += 1;
-        let entry = Entry {
-            authenticator: *authenticator,
-            state: State::InProgress,
-            generation: self.generation,
-        };
         // One lookup for the common cases (a new key, or a key whose identifier was reused).
         match self.map.entry(key) {
-            MapEntry::Occupied(o) if &o.get().authenticator == authenticator => {
-                // A retransmission; the generation taken above is simply not used.
-                match &o.into_mut().state {
-                    State::InProgress => Lookup::InProgress,
-                    State::Answered(bytes) => Lookup::Cached(bytes),
+            MapEntry::Occupied(o) => {
+                let i = *o.get();
+                if &self.nodes[i as usize].authenticator == authenticator {
+                    // A retransmission.
+                    return match &self.nodes[i as usize].state {
+                        State::InProgress => Lookup::InProgress,
+                        State::Answered(bytes) => Lookup::Cached(bytes),
+                    };
                 }
-            }
-            MapEntry::Occupied(mut o) => {
-                Self::recycle(&mut self.spare, o.insert(entry).state);
+                // The NAS reused the identifier: a new request in the same node.
+                self.unlink(i);
+                let n = &mut self.nodes[i as usize];
+                n.authenticator = *authenticator;
+                let old = std::mem::replace(&mut n.state, State::InProgress);
+                Self::recycle(&mut self.spare, old);
                 Lookup::New { replaced: true }
             }
             MapEntry::Vacant(v) => {
-                v.insert(entry);
+                let node = Node::new(key, *authenticator, State::InProgress, now);
+                let i = alloc(&mut self.nodes, &mut self.free, node);
+                v.insert(i);
                 Lookup::New { replaced: false }
             }
         }
     }
 
+    /// Evicts the oldest entries until there is room for one more.
+    fn make_room(&mut self) {
+        while self.map.len() >= self.max_entries {
+            if !self.evict_oldest() {
+                break;
+            }
+        }
+    }
+
+    /// The slab index of `key`'s entry if it is for this request.
+    fn find(&self, key: &Key, authenticator: &[u8; 16]) -> Option<u32> {
+        self.map
+            .get(key)
+            .copied()
+            .filter(|&i| &self.nodes[i as usize].authenticator == authenticator)
+    }
+
     /// Marks a request reported as new as waiting for something (accounting durability, a
     /// second factor): it gets the in-progress deadline. Requests answered in the same call as
-    /// [`check`](Self::check) never need one, so the common path queues nothing here.
+    /// [`check`](Self::check) never need one, so the common path links nothing here. A request
+    /// already waiting keeps its first deadline.
     pub fn deferred(&mut self, key: Key, authenticator: &[u8; 16], now: Instant) {
-        if let Some(e) = self.map.get(&key) {
-            if &e.authenticator == authenticator {
-                let item = (now + self.in_progress_limit, key, e.generation);
-                push_deadline(&mut self.pending_expiry, item, &self.map);
+        if let Some(i) = self.find(&key, authenticator) {
+            let n = &self.nodes[i as usize];
+            if matches!(n.state, State::InProgress) && n.on == On::None {
+                self.link(i, On::Pending, now + self.in_progress_limit);
             }
         }
     }
@@ -178,118 +329,64 @@ impl DedupCache {
     /// A request the cache does not hold (it waited elsewhere, in the pending MFA table) is
     /// added as answered; one whose identifier a newer request took meanwhile is left alone.
     pub fn answered(&mut self, key: Key, authenticator: &[u8; 16], reply: &[u8], now: Instant) {
-        let window = self.window;
-        self.generation += 1;
-        let generation = self.generation;
-        let bytes = self.boxed(reply);
-        match self.map.get_mut(&key) {
-            Some(e) if &e.authenticator == authenticator => {
-                let old = std::mem::replace(&mut e.state, State::Answered(bytes));
+        let deadline = now + self.window;
+        let i = match self.map.get(&key).copied() {
+            Some(i) if &self.nodes[i as usize].authenticator == authenticator => {
+                let bytes = self.boxed(reply);
+                self.unlink(i);
+                let old =
+                    std::mem::replace(&mut self.nodes[i as usize].state, State::Answered(bytes));
                 Self::recycle(&mut self.spare, old);
-                e.generation = generation;
+                i
             }
-            Some(_) => {
-                self.spare = Some(bytes);
-                return;
-            }
+            Some(_) => return,
             None => {
-                while self.map.len() >= self.max_entries {
-                    if !self.evict_oldest() {
-                        break;
-                    }
-                }
-                self.map.insert(
-                    key,
-                    Entry {
-                        authenticator: *authenticator,
-                        state: State::Answered(bytes),
-                        generation,
-                    },
-                );
+                self.make_room();
+                let bytes = self.boxed(reply);
+                let node = Node::new(key, *authenticator, State::Answered(bytes), now);
+                let i = alloc(&mut self.nodes, &mut self.free, node);
+                self.map.insert(key, i);
+                i
             }
-        }
-        push_deadline(
-            &mut self.answered_expiry,
-            (now + window, key, generation),
-            &self.map,
-        );
+        };
+        self.link(i, On::Answered, deadline);
     }
 
     /// Forgets a request that was not answered (dropped after all), so that a retransmission is
     /// processed afresh.
     pub fn forget(&mut self, key: Key, authenticator: &[u8; 16]) {
-        if self
-            .map
-            .get(&key)
-            .is_some_and(|e| &e.authenticator == authenticator)
-        {
-            self.map.remove(&key);
+        if let Some(i) = self.find(&key, authenticator) {
+            self.remove(i);
         }
     }
 
     /// Drops every entry whose deadline has passed.
     pub fn expire(&mut self, now: Instant) {
-        for queue in [&mut self.pending_expiry, &mut self.answered_expiry] {
-            while let Some(&(deadline, key, generation)) = queue.front() {
-                if deadline > now {
+        for on in [On::Pending, On::Answered] {
+            while let Some(head) = self.list_mut(on).map(|l| l.head).filter(|&h| h != NIL) {
+                if self.nodes[head as usize].deadline > now {
                     break;
                 }
-                queue.pop_front();
-                if let MapEntry::Occupied(o) = self.map.entry(key) {
-                    if o.get().generation == generation {
-                        Self::recycle(&mut self.spare, o.remove().state);
-                    }
-                }
+                self.remove(head);
             }
         }
-    }
-
-    /// Items in the deadline queues, live or not (tests).
-    #[cfg(test)]
-    fn queued(&self) -> usize {
-        self.pending_expiry.len() + self.answered_expiry.len()
     }
 
     /// Removes the oldest answered entry, or failing that the oldest in-progress one.
     fn evict_oldest(&mut self) -> bool {
-        for queue in [&mut self.answered_expiry, &mut self.pending_expiry] {
-            while let Some((_, key, generation)) = queue.pop_front() {
-                if self
-                    .map
-                    .get(&key)
-                    .is_some_and(|e| e.generation == generation)
-                {
-                    self.map.remove(&key);
-                    return true;
-                }
+        for head in [self.answered.head, self.pending.head] {
+            if head != NIL {
+                self.remove(head);
+                return true;
             }
         }
         false
     }
-}
 
-/// Appends `item` to a deadline queue. An item whose entry was replaced by a newer request
-/// with the same key, answered (it then has an item in the other queue) or removed is dead: it
-/// only waits for its deadline to be popped. A NAS reuses its identifiers within seconds, so
-/// without compaction a queue would hold a dead item for every request of the last window
-/// (a window of 10 s at 300 k requests/s: 3 M items, 190 MB). When dead items may outnumber the
-/// entries, the queue keeps only the live ones, in order; each compaction leaves at most one
-/// item per entry and follows at least as many appends as it scans items, so it costs O(1) per
-/// append, amortised.
-fn push_deadline(
-    queue: &mut VecDeque<Deadline>,
-    item: Deadline,
-    map: &HashMap<Key, Entry, foldhash::fast::RandomState>,
-) {
-    queue.push_back(item);
-    let bound = 2 * map.len() + QUEUE_SLACK;
-    if queue.len() > bound {
-        queue.retain(|(_, key, generation)| {
-            map.get(key).is_some_and(|e| e.generation == *generation)
-        });
-        if queue.capacity() > 2 * bound {
-            queue.shrink_to(bound);
-        }
+    /// Entries on a deadline list, and slab nodes allocated (tests).
+    #[cfg(test)]
+    fn queued(&self) -> (usize, usize, usize) {
+        (self.pending.len, self.answered.len, self.nodes.len())
     }
 }
 
@@ -453,12 +550,11 @@ mod tests {
             c.check(key(i, 1), &a, t0);
             c.answered(key(i, 1), &a, b"r", t0);
         }
-        assert_eq!(c.pending_expiry.len(), 0);
-        assert_eq!(c.answered_expiry.len(), 1000);
+        assert_eq!(c.queued(), (0, 1000, 1000));
     }
 
     #[test]
-    fn deadline_queues_stay_bounded_by_the_entries_not_the_request_rate() {
+    fn memory_is_bounded_by_the_entries_not_the_request_rate() {
         // 8 NAS ports reusing all 256 identifiers, every request deferred (accounting) and then
         // answered, 200 000 requests within one window.
         let mut c = DedupCache::new(
@@ -480,12 +576,8 @@ mod tests {
             c.answered(k, &a, b"r", t0);
         }
         assert_eq!(c.len(), 2048);
-        assert!(
-            c.queued() <= 2 * (2 * 2048 + QUEUE_SLACK),
-            "{} items queued for {} entries",
-            c.queued(),
-            c.len()
-        );
+        // Each entry is on the answer list once, in a slab of 2048 nodes.
+        assert_eq!(c.queued(), (0, 2048, 2048));
         // The live deadlines survived compaction: every entry is still cached, and all expire
         // at the end of the window.
         for n in 200_000 - 2048..200_000u32 {
@@ -494,17 +586,17 @@ mod tests {
         }
         c.expire(t0 + Duration::from_secs(3601));
         assert_eq!(c.len(), 0);
-        assert_eq!(c.queued(), 0);
+        assert_eq!(c.queued(), (0, 0, 2048));
     }
 
     #[test]
-    fn compaction_keeps_the_eviction_order() {
-        // Capacity 3000: when full, the oldest live entry goes first, also after the queue
-        // dropped the dead items of reused keys.
+    fn eviction_takes_the_oldest_answer_after_identifiers_were_reused() {
+        // Capacity 3000: when full, the oldest answer goes first, also after other keys were
+        // reused (their old deadlines unlinked from the middle of the list).
         let mut c = DedupCache::new(Duration::from_secs(3600), Duration::from_secs(3600), 3000);
         let t0 = Instant::now();
-        // Keys 0..2999 answered in order, then keys 1000..2999 reused 3 times each (their dead
-        // items trigger compactions); keys 0..999 are now the oldest live entries.
+        // Keys 0..2999 answered in order, then keys 1000..2999 reused 3 times each; keys 0..999
+        // are now the oldest answers.
         for n in 0..3000u32 {
             let k = key(n as u16, 0);
             c.check(k, &authenticator(n), t0);
@@ -518,7 +610,7 @@ mod tests {
                 c.answered(k, &a, b"r", t0);
             }
         }
-        assert!(c.queued() <= 2 * 3000 + QUEUE_SLACK, "{}", c.queued());
+        assert_eq!(c.queued(), (0, 3000, 3000));
         // A new key evicts key 0, the oldest; key 1 stays.
         c.check(key(5000, 0), &authenticator(5000), t0);
         assert_eq!(c.len(), 3000);
@@ -530,6 +622,159 @@ mod tests {
             c.check(key(0, 0), &authenticator(0), t0),
             Lookup::New { replaced: false }
         );
+    }
+
+    /// Checks the slab's lists against the map: every linked node is the map's node for its
+    /// key, links are consistent both ways, deadlines are sorted, counts match.
+    fn check_invariants(c: &DedupCache) {
+        for (on, list) in [(On::Pending, c.pending), (On::Answered, c.answered)] {
+            let (mut i, mut prev, mut n, mut last) = (list.head, NIL, 0, None);
+            while i != NIL {
+                let node = &c.nodes[i as usize];
+                assert_eq!(node.on, on);
+                assert_eq!(node.prev, prev);
+                assert_eq!(c.map.get(&node.key), Some(&i));
+                if let Some(d) = last {
+                    assert!(node.deadline >= d, "list out of order");
+                }
+                last = Some(node.deadline);
+                (prev, i, n) = (i, node.next, n + 1);
+            }
+            assert_eq!(list.tail, prev);
+            assert_eq!(list.len, n);
+        }
+        for (key, &i) in &c.map {
+            assert_eq!(&c.nodes[i as usize].key, key);
+            assert!(!c.free.contains(&i));
+        }
+        assert_eq!(c.map.len() + c.free.len(), c.nodes.len());
+    }
+
+    /// A model entry: (authenticator, reply if answered, (list, deadline, link order) if linked).
+    type ModelEntry = ([u8; 16], Option<Vec<u8>>, Option<(On, Instant, u64)>);
+
+    /// The reference: the same rules written as plainly as possible (every operation scans).
+    #[derive(Default)]
+    struct Model {
+        entries: HashMap<Key, ModelEntry>,
+        links: u64,
+    }
+
+    impl Model {
+        fn head(&self, on: On) -> Option<(Key, Instant)> {
+            self.entries
+                .iter()
+                .filter_map(|(k, (_, _, l))| l.filter(|l| l.0 == on).map(|l| (l.2, *k, l.1)))
+                .min_by_key(|&(order, _, _)| order)
+                .map(|(_, k, d)| (k, d))
+        }
+        fn link(&mut self, key: Key, on: On, deadline: Instant) {
+            self.links += 1;
+            if let Some(e) = self.entries.get_mut(&key) {
+                e.2 = Some((on, deadline, self.links));
+            }
+        }
+        fn expire(&mut self, now: Instant) {
+            for on in [On::Pending, On::Answered] {
+                while let Some((k, d)) = self.head(on) {
+                    if d > now {
+                        break;
+                    }
+                    self.entries.remove(&k);
+                }
+            }
+        }
+        fn make_room(&mut self, max: usize) {
+            while self.entries.len() >= max {
+                match self.head(On::Answered).or_else(|| self.head(On::Pending)) {
+                    Some((k, _)) => {
+                        self.entries.remove(&k);
+                    }
+                    None => break,
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn random_operations_agree_with_a_plain_model() {
+        const MAX: usize = 16;
+        let (window, limit) = (Duration::from_secs(10), Duration::from_secs(5));
+        let mut c = DedupCache::new(window, limit, MAX);
+        let mut m = Model::default();
+        let mut now = Instant::now();
+        // xorshift64: deterministic, so a failure replays.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for step in 0..50_000 {
+            if rand(4) == 0 {
+                // Whole seconds, so deadlines often fall exactly on `now`.
+                now += Duration::from_secs(rand(4));
+            }
+            let k = key(rand(6) as u16, rand(5) as u8);
+            let a = [rand(3) as u8; 16];
+            match rand(4) {
+                0 => {
+                    let got = c.check(k, &a, now);
+                    m.expire(now);
+                    if m.entries.len() >= MAX && !m.entries.contains_key(&k) {
+                        m.make_room(MAX);
+                    }
+                    let want = match m.entries.get_mut(&k) {
+                        Some(e) if e.0 == a => match &e.1 {
+                            Some(r) => Lookup::Cached(r),
+                            None => Lookup::InProgress,
+                        },
+                        Some(e) => {
+                            *e = (a, None, None);
+                            Lookup::New { replaced: true }
+                        }
+                        None => {
+                            m.entries.insert(k, (a, None, None));
+                            Lookup::New { replaced: false }
+                        }
+                    };
+                    assert_eq!(got, want, "step {step}");
+                }
+                1 => {
+                    c.deferred(k, &a, now);
+                    if let Some(e) = m.entries.get(&k) {
+                        if e.0 == a && e.1.is_none() && e.2.is_none() {
+                            m.link(k, On::Pending, now + limit);
+                        }
+                    }
+                }
+                2 => {
+                    let reply = vec![rand(256) as u8; 1 + rand(3) as usize];
+                    c.answered(k, &a, &reply, now);
+                    match m.entries.get_mut(&k) {
+                        Some(e) if e.0 == a => {
+                            e.1 = Some(reply);
+                            m.link(k, On::Answered, now + window);
+                        }
+                        Some(_) => {}
+                        None => {
+                            m.make_room(MAX);
+                            m.entries.insert(k, (a, Some(reply), None));
+                            m.link(k, On::Answered, now + window);
+                        }
+                    }
+                }
+                _ => {
+                    c.forget(k, &a);
+                    if m.entries.get(&k).is_some_and(|e| e.0 == a) {
+                        m.entries.remove(&k);
+                    }
+                }
+            }
+            assert_eq!(c.len(), m.entries.len(), "step {step}");
+            check_invariants(&c);
+        }
     }
 
     /// A distinct Request Authenticator per request number.
