@@ -25,12 +25,31 @@
 //! request's due time. "Within 10 % of the no-flood value" then means: the legitimate rate is
 //! still served ((b) achieved / (a) achieved), without loss, and with p99 latency shown beside.
 //!
-//! The flood is one thread that sends, with `sendmmsg` batches and as fast as it can,
-//! alternately a batch of correctly signed Access-Requests from the unknown source and a batch
-//! of Access-Requests from the known source signed with the wrong secret (bad
-//! Message-Authenticator). It runs through the warm-up and the measured interval and stops at
-//! the end of the measured interval, at its deadline or after --flood-max packets, whichever
-//! comes first.
+//! The flood is one thread that sends, as fast as it can, alternately a batch of correctly
+//! signed Access-Requests from the unknown source and a batch of Access-Requests from the
+//! known source signed with the wrong secret (bad Message-Authenticator). It runs through the
+//! warm-up and the measured interval and stops at the end of the measured interval, at its
+//! deadline or after --flood-max packets, whichever comes first. `--flood-gen` chooses how it
+//! sends:
+//! - `xdp` (the default on the veth pair): NIC-like frames. The bench builds each forged
+//!   packet once as a whole Ethernet frame (pcb-c's MAC to pcb-s's, IPv4 and UDP checksums
+//!   computed) and hands it to the kernel with `BPF_PROG_TEST_RUN` in live-frames mode, a
+//!   chunk of copies per call: a four-instruction XDP program of its own ([`crate::xdp_gen`])
+//!   redirects every copy into pcb-c, whose `ndo_xdp_xmit` puts the frame straight into
+//!   pcb-s's XDP ring, as a NIC's DMA puts received frames into its ring. No socket, no skb:
+//!   pcb-s's NAPI then does what a NIC driver's does (run XDP on a frame; build an skb only
+//!   for what XDP passes). Each call's copies count as sent; those pcb-s's ring could not take
+//!   show in the link drops. Why: the veth receives a socket-built skb by converting (copying)
+//!   it into an XDP frame first, about 850 ns a packet against about 300 ns for the XDP
+//!   program itself (measured), work a NIC does not do; with sockets, the one-core model
+//!   (`--flood-rx server`) would charge the server's core mostly with the veth's copy. With
+//!   frames it charges the XDP program and the veth's frame handling only.
+//!   A veth queues redirected frames only while its peer's receive queue has NAPI, which a
+//!   veth turns on for an XDP program or for GRO: the bench turns GRO on on pcb-s for all
+//!   runs, so that run (c), without XDP, receives the flood too, and every run has the same
+//!   receive path (NAPI, GRO) for the legitimate load.
+//! - `socket` (the only one on `lo`): two UDP sockets bound to the two sources, `sendmmsg`
+//!   batches of 64; the kernel builds an skb for every datagram.
 //!
 //! # What makes the comparison fair, on a 2-core machine
 //!
@@ -40,52 +59,64 @@
 //!   keeps its schedule (its own lag is reported: `send lag`). With a closed loop the flood
 //!   would instead slow the legitimate client down, and the client, not the server, would set
 //!   the legitimate rate.
-//! - Where the receive work lands (`--flood-rx`). By default the kernel receives a veth's or
-//!   the loopback's datagrams on the *sending* CPU, so the flood's kernel cost, XDP included,
-//!   would be paid by the flood thread's core and never by the server's. `server` (the
-//!   default) models a one-core appliance whose NIC interrupts land on its only core: on the
+//! - Where the receive work lands (`--flood-rx`). `sender` (the default) leaves it where the
+//!   kernel puts it, on the *sending* CPU: the flood's kernel cost, XDP included, is paid by
+//!   the flood's core and not by the server's. This is the deployment the README recommends
+//!   and the one the XDP issue's target is about ("keep floods off the workers"): the NIC's
+//!   receive queues interrupt cores that run no worker shard, so XDP drops the flood there and
+//!   the workers never see it. `server` models a one-core appliance whose NIC interrupts land
+//!   on its only core: on the
 //!   veth pair the receiving end's NAPI runs in a kernel thread of its own (threaded NAPI),
 //!   pinned to the server's CPU with the real-time priority of the kernel's interrupt threads
-//!   (a NIC's softirq preempts any task too), and RPS steers what arrives while no XDP program
-//!   is attached (run c) to the same CPU; on `lo`, RPS moves all receive processing, generic
-//!   XDP included, there. `sender` keeps the default: the link's receive work has a core of its
-//!   own, as a NIC queue whose interrupt is on another core than the worker.
+//!   (a NIC's softirq preempts any task too). With `--flood-gen xdp` pcb-s has NAPI in every
+//!   run (GRO), so its thread is pinned in all three; with `socket` it has NAPI only while an
+//!   XDP program is attached, and RPS steers what arrives without one (run c) to the same
+//!   CPU. On `lo`, RPS moves all receive processing, generic XDP included, there. It measures
+//!   how much flood one core can take off its link and drop while still serving: a flood
+//!   faster than that (the NIC-like frames of `--flood-gen xdp` arrive at several million per
+//!   second) overflows the receive ring, where legitimate packets are lost with forged ones
+//!   before any filter runs, whatever the filter costs.
 //! - Server CPU is reported as the server process's time (the worker; "worker CPU spent on the
 //!   flood" = (b) or (c) minus (a)), the NAPI thread's time (veth, `server`), the softirq time
 //!   of the server's CPU, and the XDP program's own run time from the kernel's BPF statistics
 //!   (`BPF_ENABLE_STATS`), which separates what the program costs per packet from what the
-//!   link costs: a veth hands XDP socket-built skbs and converts each one into an XDP frame
-//!   (a copy), work a NIC driver does not do.
+//!   link costs: with `--flood-gen socket` a veth hands XDP socket-built skbs and converts
+//!   each one into an XDP frame (a copy), work a NIC driver does not do; with `xdp` the NAPI
+//!   thread's time is the XDP program's plus the veth's frame handling.
 //!
 //! # What it cannot show on 2 cores (measured, see the README)
 //!
 //! `SCHED_IDLE` bounds the flood thread, not the kernel work it causes: softirq processing (and
 //! `ksoftirqd`, at normal priority) still competes with the load generator, which then falls
-//! behind its schedule in the flood runs. That lag is counted in the latencies (the open loop
+//! behind its schedule in the flood runs. (With `--flood-gen xdp` and `--flood-rx server` the
+//! flood's receive work is all on the server's CPU; the load generator then falls behind when
+//! the server, starved of its core, answers so late that all its identifiers are in flight.) That lag is counted in the latencies (the open loop
 //! must), so the p99 of runs (b) and (c) is partly the client's; the achieved legitimate rate,
 //! the loss and the drop counters are the server's. A third core for the flood would be needed
 //! to measure the server's latency under flood.
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use portcullis_proto::SharedSecret;
 use serde::Serialize;
 
+use crate::ethtool::Ethtool;
 use crate::load::LoadConfig;
 use crate::report::Report;
 use crate::request::{Expect, Generator, Users};
 use crate::runner::{self, Target};
 use crate::server::{OwnServer, ServerOpts};
+use crate::xdp_gen::{self, Mac, Redirect};
 use crate::{parse_cpu_list, portcullis_bin, udp, Cli, Rate, Scenario};
 use crate::{OWN_SECRET, TIMEOUT, WARMUP};
 
@@ -93,8 +124,24 @@ use crate::{OWN_SECRET, TIMEOUT, WARMUP};
 const MAX_DURATION: u64 = 60;
 /// The secret the bad-Message-Authenticator packets are signed with.
 const FORGED_SECRET: &str = "not-the-portcullis-bench-secret";
-/// Datagrams per flood `sendmmsg`.
+/// Datagrams per flood `sendmmsg`, and distinct packets of each kind.
 const FLOOD_BATCH: usize = 64;
+/// `--flood-gen xdp`: frames per `BPF_PROG_TEST_RUN` call, all copies of one packet; the
+/// kinds alternate from call to call. Large, because every call with `repeat` > 1 adds the
+/// program to the kernel's XDP dispatcher and removes it at the end, and each change waits
+/// for an RCU grace period (`bpf_dispatcher_update`): two sleeps of about 10 ms a call,
+/// measured here, during which nothing is sent (with 2^14 frames a call the thread slept 85 %
+/// of the time). A million frames are 0.2 to 0.3 s of sending: the sleeps then take under
+/// 10 % of it, and the thread sees a stop or its deadline within that time.
+const FRAMES_PER_CALL: u32 = 1 << 20;
+/// `--flood-gen xdp`: frames the kernel runs the program on, and redirects, between two
+/// flushes to the veth: the default `BPF_PROG_TEST_RUN` batch, a NAPI poll's budget
+/// (`NAPI_POLL_WEIGHT`), the batch a NIC driver's XDP redirects come in.
+const FRAMES_PER_BATCH: u32 = 64;
+const _: () = assert!(FRAMES_PER_BATCH <= xdp_gen::MAX_BATCH);
+/// `--flood-gen xdp`: the UDP source port of the forged frames (the first of the dynamic
+/// range; nothing listens there, and the server answers none of them).
+const FLOOD_SOURCE_PORT: u16 = 49152;
 /// The XDP counters read from the control socket at the end of each run
 /// (`xdp.<interface>.<name>`).
 const XDP_COUNTERS: [&str; 3] = ["drop_unknown_client_v4", "drop_bad_ma", "pass_ma_verified"];
@@ -115,8 +162,37 @@ pub enum RxCpu {
     /// NAPI thread pinned there (and RPS for what arrives while no XDP program is attached),
     /// on `lo` RPS.
     Server,
-    /// On the sending CPU (the kernel's default for both links).
+    /// On the sending CPU (the kernel's default for both links), as when the NIC's receive
+    /// queues interrupt cores that run no worker shard.
     Sender,
+}
+
+/// How the flood is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FloodGen {
+    /// Whole Ethernet frames that an XDP program of the bench redirects into the client's end
+    /// of the veth pair (`BPF_PROG_TEST_RUN` live frames), as a NIC hands frames to XDP:
+    /// no socket, no skb (veth only).
+    Xdp,
+    /// UDP sockets and `sendmmsg`: the kernel builds an skb for every datagram.
+    Socket,
+}
+
+impl FloodGen {
+    /// `--flood-gen` as given, or the link's default; refuses `xdp` on `lo`.
+    fn choose(asked: Option<Self>, link: FloodLink) -> Result<Self> {
+        match (asked, link) {
+            (Some(FloodGen::Xdp), FloodLink::Lo) => bail!(
+                "--flood-gen xdp needs --flood-link veth: it redirects frames into the client's \
+                 end of the veth pair, and the loopback takes no redirected frames \
+                 (use --flood-gen socket on lo)"
+            ),
+            (Some(g), _) => Ok(g),
+            (None, FloodLink::Veth) => Ok(FloodGen::Xdp),
+            (None, FloodLink::Lo) => Ok(FloodGen::Socket),
+        }
+    }
 }
 
 /// The link between the load generator (and the flood) and the server.
@@ -147,20 +223,68 @@ struct Topology {
     legit_source: Ipv4Addr,
     /// An address the server does not know, in the client's namespace.
     unknown_source: Ipv4Addr,
+    /// Ethtool sockets in the client's and the server's namespace (veth only).
+    ethtool: Option<(Ethtool, Ethtool)>,
 }
 
 impl Topology {
-    /// Datagrams the link itself dropped so far: on a veth pair, those the sending end could
-    /// not queue to the receiving end (its ring full, the NIC's "rx missed") plus the
-    /// receiving end's own drops; on `lo`, 0 (it has no ring).
+    /// Datagrams (and frames) the link itself dropped so far, each once; 0 on `lo` (it has no
+    /// ring). On the veth pair:
+    /// - what the client's end could not queue to the server's end (its ring full, a NIC's
+    ///   "rx missed"): a socket's skb counts in the client's `tx_dropped` (`veth_xmit`); a
+    ///   frame of the XDP generator counts in the server end's receive-queue statistic
+    ///   `peer_tq_xdp_xmit_err` (`veth_xdp_xmit`), which the kernel adds to *both* the
+    ///   client's `tx_dropped` and the server's `rx_dropped` (`veth_get_stats64`) and shows
+    ///   alone as the client's `ethtool -S` `tx_queue_<n>_xdp_xmit_errors`;
+    /// - the server end's own drops, its `rx_dropped`.
+    ///
+    /// So: client `tx_dropped` + server `rx_dropped` − the client's `xdp_xmit_errors`.
     fn link_drops(&self) -> u64 {
-        match &self.server {
-            Some(server) => {
-                self.client.link_stat(CLIENT_IFACE, "tx_dropped")
-                    + server.link_stat(self.iface, "rx_dropped")
+        match (&self.server, &self.ethtool) {
+            (Some(server), Some((client_ctl, _))) => {
+                let counted_twice: u64 = client_ctl
+                    .stats(CLIENT_IFACE)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|(name, _)| {
+                        name.starts_with("tx_queue_") && name.ends_with("_xdp_xmit_errors")
+                    })
+                    .map(|(_, v)| v)
+                    .sum();
+                (self.client.link_stat(CLIENT_IFACE, "tx_dropped")
+                    + server.link_stat(self.iface, "rx_dropped"))
+                .saturating_sub(counted_twice)
             }
-            None => 0,
+            _ => 0,
         }
+    }
+
+    /// Turns GRO on on the server's end of the veth pair: a veth receives through NAPI (and
+    /// so takes redirected frames from its peer) only while an XDP program is attached or GRO
+    /// is on (`veth_set_features`). The `ethtool -K <iface> gro on` of the ethtool tool, which
+    /// need not be installed.
+    fn server_gro_on(&self) -> Result<()> {
+        let Some((_, server_ctl)) = &self.ethtool else {
+            bail!("GRO: not a veth pair");
+        };
+        server_ctl
+            .set_gro(self.iface, true)
+            .with_context(|| format!("cannot turn GRO on on {} (ETHTOOL_SGRO)", self.iface))?;
+        if !server_ctl.gro(self.iface).unwrap_or(false) {
+            bail!("GRO on {} is still off after ETHTOOL_SGRO", self.iface);
+        }
+        Ok(())
+    }
+
+    /// The MAC addresses of (the server's end, the client's end) of the veth pair.
+    fn macs(&self) -> Result<(Mac, Mac)> {
+        let server = self.server.as_ref().context("MACs: not a veth pair")?;
+        let read = |ns: &Netns, iface: &str| -> Result<Mac> {
+            let path = format!("/sys/class/net/{iface}/address");
+            xdp_gen::parse_mac(&ns.read_sys(&path)?)
+                .with_context(|| format!("{path} in {}", ns.name))
+        };
+        Ok((read(server, self.iface)?, read(&self.client, CLIENT_IFACE)?))
     }
 
     /// One namespace; traffic over its `lo`, with a second loopback address as the unknown
@@ -176,6 +300,7 @@ impl Topology {
             server_ip: Ipv4Addr::LOCALHOST,
             legit_source: Ipv4Addr::LOCALHOST,
             unknown_source: Ipv4Addr::new(127, 1, 0, 1),
+            ethtool: None,
         })
     }
 
@@ -202,6 +327,7 @@ impl Topology {
         client.exec(&["ip", "addr", "add", "192.0.2.2/24", "dev", CLIENT_IFACE])?;
         client.exec(&["ip", "addr", "add", "192.0.2.3/24", "dev", CLIENT_IFACE])?;
         client.exec(&["ip", "link", "set", CLIENT_IFACE, "up"])?;
+        let ethtool = (client.ethtool()?, server.ethtool()?);
         Ok(Self {
             client,
             server: Some(server),
@@ -210,6 +336,7 @@ impl Topology {
             server_ip: Ipv4Addr::new(192, 0, 2, 1),
             legit_source: Ipv4Addr::new(192, 0, 2, 2),
             unknown_source: Ipv4Addr::new(192, 0, 2, 3),
+            ethtool: Some(ethtool),
         })
     }
 
@@ -265,8 +392,9 @@ impl Netns {
     /// Moves `iface`'s NAPI polling (XDP in native mode, then the receive stack) into a kernel
     /// thread of its own and pins that thread to `cpus`: the receive work of the link then
     /// competes with the server on the server's CPU, like the RX-queue interrupt of a NIC on a
-    /// one-core appliance. A veth has NAPI only while an XDP program is attached, so this is
-    /// called after each server has attached its own. Returns the threads' pids.
+    /// one-core appliance. A veth has NAPI only while an XDP program is attached or GRO is on,
+    /// so this is called after each server has attached its own (or with GRO on, in every
+    /// run). Returns the threads' pids.
     fn pin_napi_thread(&self, iface: &str, cpus: &[usize]) -> Result<Vec<u32>> {
         let cmd = format!("echo 1 > /sys/class/net/{iface}/threaded");
         self.exec(&["sh", "-c", &cmd])
@@ -288,15 +416,44 @@ impl Netns {
     /// A counter of `iface` in the namespace (`/sys/class/net/<iface>/statistics/<name>`),
     /// 0 if it cannot be read.
     fn link_stat(&self, iface: &str, name: &str) -> u64 {
-        Command::new("ip")
-            .args(["netns", "exec", &self.name, "cat"])
-            .arg(format!("/sys/class/net/{iface}/statistics/{name}"))
+        self.read_sys(&format!("/sys/class/net/{iface}/statistics/{name}"))
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// A file of the namespace's own sysfs (which `ip netns exec` mounts; the bench's `/sys`
+    /// shows the interfaces of the namespace it started in).
+    fn read_sys(&self, path: &str) -> Result<String> {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.name, "cat", path])
             .stdin(Stdio::null())
             .stderr(Stdio::null())
             .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
-            .unwrap_or(0)
+            .with_context(|| format!("cannot run ip netns exec {} cat {path}", self.name))?;
+        if !out.status.success() {
+            bail!("cannot read {path} in {} ({})", self.name, out.status);
+        }
+        String::from_utf8(out.stdout).with_context(|| format!("{path}: not text"))
+    }
+
+    /// An ethtool socket in the namespace, opened by a short-lived thread that enters it (a
+    /// socket stays in the namespace it was opened in).
+    fn ethtool(&self) -> Result<Ethtool> {
+        thread::scope(|s| {
+            s.spawn(|| -> Result<Ethtool> {
+                self.enter()?;
+                Ethtool::new().context("cannot open an ethtool socket")
+            })
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("the thread opening an ethtool socket panicked")))
+        })
+        .with_context(|| format!("in {}", self.name))
+    }
+
+    /// `/run/netns/<name>`, the namespace's file.
+    fn path(&self) -> PathBuf {
+        Path::new("/run/netns").join(&self.name)
     }
 
     fn exec(&self, args: &[&str]) -> Result<()> {
@@ -308,7 +465,7 @@ impl Netns {
     /// Moves the calling thread (and the threads and processes it starts later) into the
     /// namespace.
     fn enter(&self) -> Result<()> {
-        let path = Path::new("/run/netns").join(&self.name);
+        let path = self.path();
         let f = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
         // SAFETY: setns(2) on an open namespace file descriptor; it only changes the calling
         // thread's network namespace.
@@ -337,6 +494,16 @@ impl Drop for Netns {
             ),
         }
     }
+}
+
+/// Whether the calling thread is in the network namespace of file `ns` (`/run/netns/<name>`):
+/// its `/proc/thread-self/ns/net` is the same namespace (device and inode).
+fn current_thread_in(ns: &Path) -> Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let want = std::fs::metadata(ns).with_context(|| format!("cannot stat {}", ns.display()))?;
+    let current = std::fs::metadata("/proc/thread-self/ns/net")
+        .context("cannot stat /proc/thread-self/ns/net")?;
+    Ok((want.dev(), want.ino()) == (current.dev(), current.ino()))
 }
 
 /// Flood packets sent so far, shared with the flood thread.
@@ -398,9 +565,9 @@ fn set_scheduler(tid: u32, policy: libc::c_int, priority: i32) -> Result<()> {
     Ok(())
 }
 
-/// The flood loop (runs on its own thread).
+/// The flood loop of `--flood-gen socket` (runs on its own thread). Returns how long it sent.
 #[allow(clippy::too_many_arguments)]
-fn flood(
+fn flood_sockets(
     unknown: &UdpSocket,
     forged: &UdpSocket,
     unknown_pkts: &[Vec<u8>],
@@ -409,7 +576,8 @@ fn flood(
     deadline: Instant,
     max: u64,
     counts: &FloodCounts,
-) -> Result<()> {
+) -> Result<Duration> {
+    let start = Instant::now();
     let mut total = 0u64;
     let mut turn = false;
     while !stop.load(Ordering::Relaxed) && total < max && Instant::now() < deadline {
@@ -436,7 +604,79 @@ fn flood(
             Err(e) => return Err(e).context("flood sendmmsg failed"),
         }
     }
-    Ok(())
+    Ok(start.elapsed())
+}
+
+/// The forged frames of `--flood-gen xdp`, one per packet of each kind.
+struct FloodFrames {
+    unknown: Vec<Vec<u8>>,
+    forged: Vec<Vec<u8>>,
+}
+
+/// The flood thread of `--flood-gen xdp`. Checks that it runs in the client's namespace
+/// (given by name and `/run/netns` file): the program's interface index is looked up there,
+/// and the kernel runs live frames as if that namespace's loopback had received them. Then it
+/// loads the redirect program for the client's end of the veth pair and sends the two kinds
+/// of frames by turns, [`FRAMES_PER_CALL`] copies of one packet a call, until stopped, its
+/// deadline or `max` frames. Returns how long it sent.
+fn flood_frames(
+    (client, client_path): &(String, PathBuf),
+    frames: &FloodFrames,
+    stop: &AtomicBool,
+    deadline: Instant,
+    max: u64,
+    counts: &FloodCounts,
+) -> Result<Duration> {
+    if !current_thread_in(client_path)? {
+        bail!(
+            "the flood thread is not in {client}: the redirect would look up {CLIENT_IFACE} in \
+             another namespace"
+        );
+    }
+    let name = std::ffi::CString::new(CLIENT_IFACE).context("interface name")?;
+    // SAFETY: `name` is a NUL-terminated string alive for the call.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        bail!(
+            "no {CLIENT_IFACE} in the flood thread's namespace: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let prog = Redirect::load(ifindex)?;
+    if let Some(f) = frames.unknown.first() {
+        prog.check(f)?;
+    }
+    let start = Instant::now();
+    let mut total = 0u64;
+    let mut turn = false;
+    let mut next = 0usize;
+    while !stop.load(Ordering::Relaxed) && total < max && Instant::now() < deadline {
+        turn = !turn;
+        let take = (max - total).min(u64::from(FRAMES_PER_CALL)) as u32;
+        let (kind, counter) = if turn {
+            (&frames.unknown, &counts.unknown)
+        } else {
+            (&frames.forged, &counts.bad_ma)
+        };
+        let Some(frame) = kind.get(next % kind.len().max(1)) else {
+            bail!("no flood frames");
+        };
+        if !turn {
+            next += 1;
+        }
+        match prog.send(frame, take, FRAMES_PER_BATCH) {
+            Ok(()) => {
+                total += u64::from(take);
+                counter.fetch_add(u64::from(take), Ordering::Relaxed);
+            }
+            // A signal (the bench's SIGINT): some of the copies went out, the stop follows.
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {
+                counts.errors.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => return Err(e).context("BPF_PROG_TEST_RUN (live frames) of the flood failed"),
+        }
+    }
+    Ok(start.elapsed())
 }
 
 #[derive(Debug, Serialize)]
@@ -446,14 +686,16 @@ pub struct FloodRun {
     pub flood: bool,
     /// The legitimate PAP load.
     pub pap: Report,
-    /// Flood packets per second over the load run (warm-up and measured interval), and the
-    /// packets that rate makes in the measured interval.
+    /// Flood packets per second over the flood's run (from before the warm-up to the end of
+    /// the measured interval), and the packets that rate makes in the measured interval.
     pub flood_sent: u64,
     pub flood_pps: f64,
-    /// Flood packets sent in the whole run (warm-up included), by kind.
+    /// Flood packets sent in the whole run (warm-up included), by kind. `--flood-gen xdp`:
+    /// frames handed to the kernel; those the veth could not queue are in `link_drops`.
     pub flood_unknown_source_total: u64,
     pub flood_bad_ma_total: u64,
-    /// `sendmmsg` calls of the flood that failed with ECONNREFUSED or ENOBUFS.
+    /// Calls of the flood that failed without stopping it: `sendmmsg` with ECONNREFUSED or
+    /// ENOBUFS (`socket`), `BPF_PROG_TEST_RUN` interrupted by a signal (`xdp`).
     pub flood_send_errors: u64,
     /// The server's counters at the end of the run (0 when absent).
     pub counters: BTreeMap<String, u64>,
@@ -461,13 +703,14 @@ pub struct FloodRun {
     /// `dropped` (per-CPU backlog full, RPS) and /proc/net/snmp `Udp: RcvbufErrors` (socket
     /// receive queue full) of the namespace.
     pub kernel_backlog_drops: u64,
-    /// Datagrams the veth pair dropped during the run because the receiving end's ring was
-    /// full (a NIC's "rx missed"), legitimate ones included; 0 on `lo`.
+    /// Datagrams and frames the veth pair dropped during the run, mostly because the
+    /// receiving end's ring was full (a NIC's "rx missed"), legitimate ones included, each
+    /// counted once (see `Topology::link_drops`); 0 on `lo`.
     pub link_drops: u64,
     pub udp_rcvbuf_errors: u64,
     /// CPU time of the link's NAPI thread (XDP and kernel receive, pinned to the server's CPU)
     /// over the load run (warm-up included), percent of one CPU; only with threaded NAPI
-    /// (veth, `--flood-rx server`, XDP on).
+    /// (veth, `--flood-rx server`, and XDP on or `--flood-gen xdp`).
     pub napi_cpu_percent: Option<f64>,
     /// What the XDP program itself cost over the load run, from the kernel's BPF run-time
     /// statistics (`run_time_ns`, `run_cnt`): the share of the receive work a NIC driver would
@@ -497,6 +740,8 @@ pub struct FloodReport {
     pub xdp_mode: &'static str,
     /// Where the kernel's receive processing ran (RPS to the server's CPU or not).
     pub rx_cpu: RxCpu,
+    /// How the flood was sent: XDP frames redirected into the veth, or sockets.
+    pub flood_gen: FloodGen,
     /// The saturation rate measured first (closed loop, no flood, XDP on), when `--rate` was a
     /// share of it.
     pub saturation_per_s: Option<f64>,
@@ -529,6 +774,9 @@ struct Ctx<'a> {
     secret: &'a SharedSecret,
     unknown_pkts: &'a [Vec<u8>],
     forged_pkts: &'a [Vec<u8>],
+    gen: FloodGen,
+    /// `--flood-gen xdp`: the MACs of (the server's end, the client's end) of the veth pair.
+    macs: Option<(Mac, Mac)>,
     client_cpus: &'a [usize],
     server_cpus: &'a [usize],
     flood_cpus: &'a [usize],
@@ -680,7 +928,9 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
     if active.as_deref() != Some(want) {
         bail!("the server reports xdp.active {active:?}, expected {want}");
     }
-    let napi = if spec.xdp && topo.server.is_some() && cli.flood_rx == RxCpu::Server {
+    // With GRO on (`--flood-gen xdp`) the veth has NAPI also without an XDP program.
+    let has_napi = spec.xdp || ctx.gen == FloodGen::Xdp;
+    let napi = if has_napi && topo.server.is_some() && cli.flood_rx == RxCpu::Server {
         topo.server_ns()
             .pin_napi_thread(topo.iface, ctx.server_cpus)?
     } else {
@@ -711,22 +961,18 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
     let stop = Arc::new(AtomicBool::new(false));
     let counts = Arc::new(FloodCounts::default());
     let flooder = if spec.flood {
-        let unknown = flood_socket(topo.unknown_source, target)?;
-        let forged = flood_socket(topo.legit_source, target)?;
-        let unknown_pkts = ctx.unknown_pkts.to_vec();
-        let forged_pkts = ctx.forged_pkts.to_vec();
         let (stop, counts) = (Arc::clone(&stop), Arc::clone(&counts));
         let cpus = ctx.flood_cpus.to_vec();
         let deadline = Instant::now() + WARMUP + cfg.duration + Duration::from_secs(1);
         let max = cli.flood_max;
-        Some(
-            thread::Builder::new()
-                .name("flood".into())
-                .spawn(move || -> Result<()> {
-                    udp::pin_current_thread(&cpus).context("cannot pin the flood thread")?;
-                    set_scheduler(0, libc::SCHED_IDLE, 0)
-                        .context("cannot give the flood thread SCHED_IDLE")?;
-                    flood(
+        let send: Box<dyn FnOnce() -> Result<Duration> + Send> = match ctx.gen {
+            FloodGen::Socket => {
+                let unknown = flood_socket(topo.unknown_source, target)?;
+                let forged = flood_socket(topo.legit_source, target)?;
+                let (unknown_pkts, forged_pkts) =
+                    (ctx.unknown_pkts.to_vec(), ctx.forged_pkts.to_vec());
+                Box::new(move || {
+                    flood_sockets(
                         &unknown,
                         &forged,
                         &unknown_pkts,
@@ -736,6 +982,33 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
                         max,
                         &counts,
                     )
+                })
+            }
+            FloodGen::Xdp => {
+                let (server_mac, client_mac) = ctx.macs.context("no MACs for the XDP flood")?;
+                let to = SocketAddrV4::new(topo.server_ip, target.port());
+                let frames_from = |source: Ipv4Addr, pkts: &[Vec<u8>]| -> Result<Vec<Vec<u8>>> {
+                    let from = SocketAddrV4::new(source, FLOOD_SOURCE_PORT);
+                    pkts.iter()
+                        .map(|p| xdp_gen::udp_frame(server_mac, client_mac, from, to, p))
+                        .collect()
+                };
+                let frames = FloodFrames {
+                    unknown: frames_from(topo.unknown_source, ctx.unknown_pkts)?,
+                    forged: frames_from(topo.legit_source, ctx.forged_pkts)?,
+                };
+                let client = (topo.client.name.clone(), topo.client.path());
+                Box::new(move || flood_frames(&client, &frames, &stop, deadline, max, &counts))
+            }
+        };
+        Some(
+            thread::Builder::new()
+                .name("flood".into())
+                .spawn(move || -> Result<Duration> {
+                    udp::pin_current_thread(&cpus).context("cannot pin the flood thread")?;
+                    set_scheduler(0, libc::SCHED_IDLE, 0)
+                        .context("cannot give the flood thread SCHED_IDLE")?;
+                    send()
                 })
                 .context("cannot start the flood thread")?,
         )
@@ -756,10 +1029,8 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
     let link0 = topo.link_drops();
     let napi0 = crate::procfs::threads_cpu_seconds(&napi);
     let bpf0 = bpf_run_stats(server.pid());
-    let flood_start = counts.total();
     let t0 = Instant::now();
     let result = runner::measure(&cfg, Scenario::Pap, ctx.secret, ctx.users, &t);
-    let flood_end = counts.total();
     let ran = t0.elapsed();
     let napi_cpu_percent = (!napi.is_empty() && ran.as_secs_f64() > 0.0)
         .then(|| (crate::procfs::threads_cpu_seconds(&napi) - napi0) / ran.as_secs_f64() * 100.0);
@@ -771,12 +1042,13 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
         cpu_percent: xdp_ns as f64 / 1e9 / ran.as_secs_f64() * 100.0,
     });
     stop.store(true, Ordering::Relaxed);
-    if let Some(h) = flooder {
-        match h.join() {
+    let flooded = match flooder {
+        Some(h) => match h.join() {
             Ok(r) => r?,
             Err(_) => bail!("the flood thread panicked"),
-        }
-    }
+        },
+        None => Duration::ZERO,
+    };
     let pap = result?;
     // Let the last flood packets reach the counters.
     thread::sleep(Duration::from_millis(200));
@@ -804,11 +1076,12 @@ fn one_run(ctx: &Ctx<'_>, spec: &RunSpec) -> Result<FloodRun> {
             eprintln!("  {l}");
         }
     }
-    // The flood runs from before the warm-up to the end of the measured interval; its rate
-    // over the whole load run is its rate in the measured interval to within the warm-up's
-    // start-up.
-    let pps = if ran.as_secs_f64() > 0.0 {
-        flood_end.saturating_sub(flood_start) as f64 / ran.as_secs_f64()
+    // The flood runs from before the warm-up to (one send call past) the end of the measured
+    // interval: its rate over its own run is its rate in the measured interval. (Counting
+    // only over the load run would be off by up to a whole call of the XDP generator, a
+    // million frames.)
+    let pps = if flooded.as_secs_f64() > 0.0 {
+        counts.total() as f64 / flooded.as_secs_f64()
     } else {
         0.0
     };
@@ -933,6 +1206,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("--scenario flood needs root (network namespace, XDP)");
     }
+    let gen = FloodGen::choose(cli.flood_gen, cli.flood_link)?;
     let client_cpus = parse_cpu_list(&cli.client_cpu).context("--client-cpu")?;
     let server_cpus = parse_cpu_list(&cli.server_cpu).context("--server-cpu")?;
     let flood_cpu = cli
@@ -952,7 +1226,15 @@ pub fn run(cli: &Cli) -> Result<bool> {
         FloodLink::Veth => Topology::veth()?,
         FloodLink::Lo => Topology::loopback()?,
     };
-    if cli.flood_rx == RxCpu::Server {
+    let macs = match gen {
+        FloodGen::Xdp => {
+            topo.server_gro_on()?;
+            Some(topo.macs()?)
+        }
+        FloodGen::Socket => None,
+    };
+    // With GRO on, everything arrives through the NAPI thread, pinned in every run instead.
+    if cli.flood_rx == RxCpu::Server && gen == FloodGen::Socket {
         topo.server_ns()
             .steer_rx(topo.iface, &server_cpus)
             .with_context(|| {
@@ -973,7 +1255,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
     };
     eprintln!(
         "[bench] flood scenario over {} ({}), XDP {} on {}: server on CPU {}, PAP load on CPU \
-         {}, flood thread on CPU {}{} (SCHED_IDLE), receive processing {}",
+         {}, flood thread on CPU {}{} (SCHED_IDLE) sending {}, receive processing {}",
         match cli.flood_link {
             FloodLink::Veth => "a veth pair between two network namespaces",
             FloodLink::Lo => "the loopback of a network namespace",
@@ -992,12 +1274,19 @@ pub fn run(cli: &Cli) -> Result<bool> {
         } else {
             ""
         },
-        match (cli.flood_rx, cli.flood_link) {
-            (RxCpu::Server, FloodLink::Lo) => "on the server's CPU (RPS), XDP included",
-            (RxCpu::Server, FloodLink::Veth) =>
+        match gen {
+            FloodGen::Xdp => "XDP frames redirected into pcb-c (BPF_PROG_TEST_RUN live frames)",
+            FloodGen::Socket => "with UDP sockets (sendmmsg)",
+        },
+        match (cli.flood_rx, cli.flood_link, gen) {
+            (RxCpu::Server, FloodLink::Lo, _) => "on the server's CPU (RPS), XDP included",
+            (RxCpu::Server, FloodLink::Veth, FloodGen::Xdp) =>
+                "on the server's CPU (GRO on pcb-s, so NAPI in every run: its thread pinned \
+                 there, XDP included)",
+            (RxCpu::Server, FloodLink::Veth, FloodGen::Socket) =>
                 "on the server's CPU (XDP on: threaded NAPI pinned there, XDP included; \
                  XDP off: RPS)",
-            (RxCpu::Sender, _) => "on the sending CPU",
+            (RxCpu::Sender, _, _) => "on the sending CPU",
         }
     );
     udp::pin_current_thread(&client_cpus)
@@ -1010,6 +1299,8 @@ pub fn run(cli: &Cli) -> Result<bool> {
         secret: &secret,
         unknown_pkts: &unknown_pkts,
         forged_pkts: &forged_pkts,
+        gen,
+        macs,
         client_cpus: &client_cpus,
         server_cpus: &server_cpus,
         flood_cpus: &flood_cpus,
@@ -1072,6 +1363,7 @@ pub fn run(cli: &Cli) -> Result<bool> {
         link: cli.flood_link,
         xdp_mode: topo.xdp_mode,
         rx_cpu: cli.flood_rx,
+        flood_gen: gen,
         saturation_per_s: saturation,
         legit_rate_per_s: rate,
         ratio_flood_xdp_on: ratio(b),
@@ -1123,8 +1415,8 @@ pub fn run(cli: &Cli) -> Result<bool> {
     println!(
         "{}(a) PAP alone, XDP on; (b) PAP + flood, XDP on; (c) PAP + flood, XDP off. Flood: \
          half unknown source {}, half bad Message-Authenticator from {}, one SCHED_IDLE \
-         thread on CPU {}{}; cli CPU includes it. XDP {} on {}; kernel receive processing on \
-         the {} CPU. srv CPU is the server process; xdp/us = the \
+         thread on CPU {}{} sending {}; cli CPU includes it. XDP {} on {}; kernel receive \
+         processing on the {} CPU. srv CPU is the server process; xdp/us = the \
          server's kernel (XDP) and userspace drop counters; napi CPU = the veth's NAPI \
          thread (XDP, kernel receive) on the server's CPU; link drop / backlog drop / rcvbuf \
          err = datagrams the kernel dropped at the link (veth ring full, a NIC's rx missed), \
@@ -1142,6 +1434,12 @@ pub fn run(cli: &Cli) -> Result<bool> {
             ", shared with the PAP generator"
         } else {
             ""
+        },
+        match report.flood_gen {
+            FloodGen::Xdp =>
+                "XDP frames redirected into the veth (--flood-gen xdp; flood pps = \
+                              frames handed to the kernel)",
+            FloodGen::Socket => "with sockets (--flood-gen socket)",
         },
         topo.xdp_mode,
         topo.iface,

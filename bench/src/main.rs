@@ -26,6 +26,7 @@
 //! server that does not stop cleanly, and on errors.
 
 mod compare;
+mod ethtool;
 mod flood;
 mod freeradius;
 mod load;
@@ -38,6 +39,7 @@ mod request;
 mod runner;
 mod server;
 mod udp;
+mod xdp_gen;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -175,13 +177,22 @@ struct Cli {
     /// datagram.
     #[arg(long, value_enum, default_value_t = flood::FloodLink::Veth)]
     flood_link: flood::FloodLink,
-    /// `--scenario flood`: where the kernel's receive processing runs: `server` puts it on the
-    /// server's CPU, as on a one-core appliance whose NIC interrupts land on its only core
-    /// (veth: its NAPI thread, XDP included, pinned there at interrupt-thread priority, and RPS
-    /// for what arrives without XDP; lo: RPS, generic XDP included); `sender` leaves it on the
-    /// sending CPU (the kernel's default), as if the NIC's receive queue had a core of its own.
-    #[arg(long, value_enum, default_value_t = flood::RxCpu::Server)]
+    /// `--scenario flood`: where the kernel's receive processing runs: `sender` (the default)
+    /// leaves it on the sending CPU (the kernel's default), as when the NIC's receive queues
+    /// interrupt cores that run no worker shard, the deployment the README recommends;
+    /// `server` puts it on the server's CPU, as on a one-core appliance whose NIC interrupts
+    /// land on its only core (veth: its NAPI thread, XDP included, pinned there at
+    /// interrupt-thread priority, and RPS for what arrives without XDP; lo: RPS, generic XDP
+    /// included).
+    #[arg(long, value_enum, default_value_t = flood::RxCpu::Sender)]
     flood_rx: flood::RxCpu,
+    /// `--scenario flood`: how the flood is sent: `xdp` (the default on `veth`), whole
+    /// Ethernet frames redirected into the client's end of the veth pair by an XDP program
+    /// the bench runs with `BPF_PROG_TEST_RUN` live frames, as a NIC hands frames to XDP;
+    /// `socket` (the default and the only choice on `lo`), UDP sockets and `sendmmsg`, an
+    /// skb built for every datagram.
+    #[arg(long, value_enum)]
+    flood_gen: Option<flood::FloodGen>,
     /// `--scenario flood`: the most forged packets one run sends.
     #[arg(long, default_value_t = 500_000_000, value_parser = clap::value_parser!(u64).range(1..=2_000_000_000))]
     flood_max: u64,
