@@ -90,7 +90,8 @@
 //! `ksoftirqd`, at normal priority) still competes with the load generator, which then falls
 //! behind its schedule in the flood runs. (With `--flood-gen xdp` and `--flood-rx server` the
 //! flood's receive work is all on the server's CPU; the load generator then falls behind when
-//! the server, starved of its core, answers so late that all its identifiers are in flight.) That lag is counted in the latencies (the open loop
+//! the server, starved of its core, answers so late that all its identifiers are in flight.)
+//! That lag is counted in the latencies (the open loop
 //! must), so the p99 of runs (b) and (c) is partly the client's; the achieved legitimate rate,
 //! the loss and the drop counters are the server's. A third core for the flood would be needed
 //! to measure the server's latency under flood.
