@@ -2,7 +2,9 @@
 //!
 //! The buckets are per CPU. One `BPF_PROG_TEST_RUN` call with a repeat count runs every
 //! repetition on the same CPU, so the tests send each burst in one call and compare with the
-//! per-CPU share of the configured limit (`per_cpu_limit`). Refill is not tested here with
+//! per-CPU share of the configured limit (`per_cpu_limit`); and each test keeps its thread on
+//! one CPU ([`stay_on_one_cpu`]), so that successive calls meet the same buckets (a thread
+//! the scheduler moved between two calls found the other CPU's full bucket). Refill is not tested here with
 //! sleeps; the bucket arithmetic has unit tests in `portcullis-xdp-common`.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -26,6 +28,23 @@ const UNKNOWN: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 9);
 
 /// Configured limit of [`LIMITED`]: 1 packet per second, burst 4 per CPU.
 const LIMITED_RATE: u32 = 1;
+
+/// Pins the calling thread to the first CPU it may run on, for the rest of the test.
+fn stay_on_one_cpu() {
+    let size = std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: an all-zero cpu_set_t is a valid empty set; the libc calls read or write only
+    // the sets passed, within `size`.
+    unsafe {
+        let mut allowed: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(libc::sched_getaffinity(0, size, &mut allowed), 0);
+        let cpu = (0..libc::CPU_SETSIZE as usize)
+            .find(|&c| libc::CPU_ISSET(c, &allowed))
+            .expect("no CPU allowed");
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut one);
+        assert_eq!(libc::sched_setaffinity(0, size, &one), 0);
+    }
+}
 
 fn named(addr: Ipv4Addr, name: &str, require_ma: bool, rate_pps: u32, burst: u32) -> XdpClient {
     let mut client = XdpClient::new((IpAddr::V4(addr), 32), SECRET, require_ma);
@@ -131,6 +150,7 @@ fn the_right_clients_counters_move() {
     if !xdp_tests_enabled() {
         return;
     }
+    stay_on_one_cpu();
     let program = load(&settings(0, 0));
     let names: Vec<String> = program
         .client_counters()
@@ -205,6 +225,7 @@ fn a_client_over_its_burst_is_dropped_and_others_are_not() {
     if !xdp_tests_enabled() {
         return;
     }
+    stay_on_one_cpu();
     let program = load(&settings(0, 0));
     let burst = per_cpu_limit(LIMITED_RATE, 4 * portcullis_xdp_loader::possible_cpus()).burst;
     assert_eq!(burst, 4);
@@ -259,6 +280,7 @@ fn the_global_limit_covers_all_clients() {
     if !xdp_tests_enabled() {
         return;
     }
+    stay_on_one_cpu();
     let cpus = portcullis_xdp_loader::possible_cpus();
     let program = load(&settings(1, 3 * cpus));
     let burst = per_cpu_limit(1, 3 * cpus).burst;
@@ -295,6 +317,7 @@ fn unlimited_everywhere_passes_everything() {
     if !xdp_tests_enabled() {
         return;
     }
+    stay_on_one_cpu();
     let program = load(&settings(0, 0));
     run_and_check(
         &program,
@@ -314,6 +337,7 @@ fn reload_restarts_client_counters_under_new_names() {
     if !xdp_tests_enabled() {
         return;
     }
+    stay_on_one_cpu();
     let mut program = load(&settings(0, 0));
     program.run(&good(STRICT)).expect("run");
     let before = program.client_counters().expect("client counters");
