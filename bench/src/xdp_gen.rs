@@ -19,9 +19,12 @@
 
 use std::io;
 use std::net::SocketAddrV4;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 
 use anyhow::{bail, Context, Result};
+use portcullis_xdp_loader::test_run::{
+    run_xdp, run_xdp_live_frames, XdpAction, LIVE_FRAMES_MAX_BATCH,
+};
 
 /// An Ethernet (MAC) address.
 pub type Mac = [u8; 6];
@@ -159,9 +162,6 @@ const CALL: u8 = 0x85;
 const EXIT: u8 = 0x95;
 /// `BPF_FUNC_redirect`: `long bpf_redirect(u32 ifindex, u64 flags)`.
 const FUNC_REDIRECT: i32 = 23;
-/// What `bpf_redirect` returns on success, and so the program.
-const XDP_REDIRECT: u32 = 4;
-
 /// `r1 = ifindex; r2 = 0; r0 = bpf_redirect(r1, r2); exit`.
 fn redirect_program(ifindex: u32) -> Result<[Insn; 4]> {
     let imm = i32::try_from(ifindex).context("interface index out of range")?;
@@ -181,11 +181,9 @@ fn redirect_program(ifindex: u32) -> Result<[Insn; 4]> {
 
 /// `enum bpf_cmd` values and flags used here (include/uapi/linux/bpf.h).
 const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const BPF_PROG_TYPE_XDP: u32 = 6;
-const BPF_F_TEST_XDP_LIVE_FRAMES: u32 = 1 << 1;
 /// Frames per batch the kernel allows in live mode (`TEST_XDP_MAX_BATCH`).
-pub const MAX_BATCH: u32 = 256;
+pub const MAX_BATCH: u32 = LIVE_FRAMES_MAX_BATCH;
 
 /// The `BPF_PROG_LOAD` member of `union bpf_attr`, up to `expected_attach_type`; the kernel
 /// takes the fields after it as zero.
@@ -204,29 +202,6 @@ struct ProgLoadAttr {
     prog_name: [u8; 16],
     prog_ifindex: u32,
     expected_attach_type: u32,
-}
-
-/// The `BPF_PROG_TEST_RUN` member of `union bpf_attr` (`test`), whole.
-#[repr(C)]
-#[derive(Default)]
-struct TestRunAttr {
-    prog_fd: u32,
-    retval: u32,
-    data_size_in: u32,
-    data_size_out: u32,
-    data_in: u64,
-    data_out: u64,
-    repeat: u32,
-    duration: u32,
-    ctx_size_in: u32,
-    ctx_size_out: u32,
-    ctx_in: u64,
-    ctx_out: u64,
-    flags: u32,
-    cpu: u32,
-    batch_size: u32,
-    /// The union's 8-byte alignment; zero.
-    _pad: u32,
 }
 
 /// `bpf(cmd, attr, sizeof *attr)`.
@@ -307,42 +282,16 @@ impl Redirect {
     /// dropped: those show in the target's counters. Fails with `EINTR` when a signal arrived
     /// (after some of the copies went out).
     pub fn send(&self, frame: &[u8], repeat: u32, batch: u32) -> io::Result<()> {
-        let mut attr = TestRunAttr {
-            prog_fd: self.prog.as_raw_fd() as u32,
-            data_size_in: frame.len() as u32,
-            data_in: frame.as_ptr() as u64,
-            repeat,
-            flags: BPF_F_TEST_XDP_LIVE_FRAMES,
-            batch_size: batch,
-            ..TestRunAttr::default()
-        };
-        // SAFETY: `TestRunAttr` is the layout of the BPF_PROG_TEST_RUN member; `data_in`
-        // points to `data_size_in` readable bytes alive for the call; no output buffers.
-        unsafe { bpf(BPF_PROG_TEST_RUN, &mut attr) }.map(|_| ())
+        run_xdp_live_frames(self.prog.as_fd(), frame, repeat, batch)
     }
 
-    /// Runs the program once on `frame` without live frames: nothing is sent, the program's
-    /// return value comes back.
-    fn dry_run(&self, frame: &[u8]) -> io::Result<u32> {
-        let mut attr = TestRunAttr {
-            prog_fd: self.prog.as_raw_fd() as u32,
-            data_size_in: frame.len() as u32,
-            data_in: frame.as_ptr() as u64,
-            repeat: 1,
-            ..TestRunAttr::default()
-        };
-        // SAFETY: as in `send`.
-        unsafe { bpf(BPF_PROG_TEST_RUN, &mut attr) }?;
-        Ok(attr.retval)
-    }
-
-    /// Checks that the program returns `XDP_REDIRECT` for `frame` (a dry run).
+    /// Checks that the program returns `XDP_REDIRECT` for `frame` (one run without live
+    /// frames: nothing is sent).
     pub fn check(&self, frame: &[u8]) -> Result<()> {
-        let ret = self
-            .dry_run(frame)
+        let action = run_xdp(self.prog.as_fd(), frame, 1)
             .context("BPF_PROG_TEST_RUN (dry run) of the redirect program")?;
-        if ret != XDP_REDIRECT {
-            bail!("the redirect program returned {ret}, not XDP_REDIRECT ({XDP_REDIRECT})");
+        if action != XdpAction::Redirect {
+            bail!("the redirect program returned {action:?}, not XDP_REDIRECT");
         }
         Ok(())
     }
@@ -465,7 +414,6 @@ mod tests {
         ];
         assert_eq!(bytes, want);
         assert_eq!(std::mem::size_of::<ProgLoadAttr>(), 72);
-        assert_eq!(std::mem::size_of::<TestRunAttr>(), 80);
     }
 
     /// Loads the program and runs it once without live frames (nothing is sent): the
