@@ -97,14 +97,12 @@ fn alloc(nodes: &mut Vec<Node>, free: &mut Vec<u32>, node: Node) -> u32 {
 struct List {
     head: u32,
     tail: u32,
-    len: usize,
 }
 
 impl List {
     const EMPTY: List = List {
         head: NIL,
         tail: NIL,
-        len: 0,
     };
 }
 
@@ -215,7 +213,6 @@ impl DedupCache {
             if list.tail == i {
                 list.tail = prev;
             }
-            list.len -= 1;
         }
         let n = &mut self.nodes[i as usize];
         n.on = On::None;
@@ -234,7 +231,6 @@ impl DedupCache {
         if list.head == NIL {
             list.head = i;
         }
-        list.len += 1;
         if tail != NIL {
             self.nodes[tail as usize].next = i;
         }
@@ -383,10 +379,17 @@ impl DedupCache {
         false
     }
 
-    /// Entries on a deadline list, and slab nodes allocated (tests).
+    /// Entries on the in-progress and the answer list, and slab nodes allocated (tests).
     #[cfg(test)]
     fn queued(&self) -> (usize, usize, usize) {
-        (self.pending.len, self.answered.len, self.nodes.len())
+        let count = |list: List| {
+            let (mut i, mut n) = (list.head, 0);
+            while i != NIL {
+                (i, n) = (self.nodes[i as usize].next, n + 1);
+            }
+            n
+        };
+        (count(self.pending), count(self.answered), self.nodes.len())
     }
 }
 
@@ -625,7 +628,8 @@ mod tests {
     }
 
     /// Checks the slab's lists against the map: every linked node is the map's node for its
-    /// key, links are consistent both ways, deadlines are sorted, counts match.
+    /// key, links are consistent both ways, deadlines are sorted, and every entry marked as on
+    /// a list is reachable on it.
     fn check_invariants(c: &DedupCache) {
         for (on, list) in [(On::Pending, c.pending), (On::Answered, c.answered)] {
             let (mut i, mut prev, mut n, mut last) = (list.head, NIL, 0, None);
@@ -641,7 +645,9 @@ mod tests {
                 (prev, i, n) = (i, node.next, n + 1);
             }
             assert_eq!(list.tail, prev);
-            assert_eq!(list.len, n);
+            // Every entry marked as on this list is on it.
+            let marked = c.map.values().filter(|&&i| c.nodes[i as usize].on == on);
+            assert_eq!(marked.count(), n);
         }
         for (key, &i) in &c.map {
             assert_eq!(&c.nodes[i as usize].key, key);
