@@ -120,6 +120,7 @@ use crate::server::{OwnServer, ServerOpts};
 use crate::xdp_gen::{self, Mac, Redirect};
 use crate::{parse_cpu_list, portcullis_bin, udp, Cli, Rate, Scenario};
 use crate::{OWN_SECRET, TIMEOUT, WARMUP};
+use portcullis_xdp_loader::test_run::LIVE_FRAMES_MAX_BATCH;
 
 /// Longest measured interval of one flood run, seconds.
 const MAX_DURATION: u64 = 60;
@@ -139,7 +140,7 @@ const FRAMES_PER_CALL: u32 = 1 << 20;
 /// flushes to the veth: the default `BPF_PROG_TEST_RUN` batch, a NAPI poll's budget
 /// (`NAPI_POLL_WEIGHT`), the batch a NIC driver's XDP redirects come in.
 const FRAMES_PER_BATCH: u32 = 64;
-const _: () = assert!(FRAMES_PER_BATCH <= xdp_gen::MAX_BATCH);
+const _: () = assert!(FRAMES_PER_BATCH <= LIVE_FRAMES_MAX_BATCH);
 /// `--flood-gen xdp`: the UDP source port of the forged frames (the first of the dynamic
 /// range; nothing listens there, and the server answers none of them).
 const FLOOD_SOURCE_PORT: u16 = 49152;
@@ -810,26 +811,21 @@ impl BpfStats {
         /// `BPF_ENABLE_STATS` and `BPF_STATS_RUN_TIME` (include/uapi/linux/bpf.h).
         const BPF_ENABLE_STATS: libc::c_long = 32;
         const BPF_STATS_RUN_TIME: u32 = 0;
-        // The `enable_stats` member of `union bpf_attr`: one u32, the rest zero.
-        let mut attr = [0u8; 8];
-        attr[..4].copy_from_slice(&BPF_STATS_RUN_TIME.to_ne_bytes());
-        // SAFETY: bpf(2) reads `attr.len()` bytes from a live buffer of that size.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_ENABLE_STATS,
-                attr.as_ptr(),
-                attr.len() as libc::c_uint,
-            )
-        };
-        if fd < 0 {
-            bail!("BPF_ENABLE_STATS: {}", std::io::Error::last_os_error());
+        /// The `enable_stats` member of `union bpf_attr`, padded to the union's alignment.
+        #[repr(C)]
+        struct EnableStatsAttr {
+            stats_type: u32,
+            _pad: u32,
         }
-        let fd = i32::try_from(fd).context("BPF_ENABLE_STATS returned no descriptor")?;
-        // SAFETY: the kernel just returned `fd`, a descriptor we own and nothing else uses.
-        Ok(Self {
-            _fd: unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) },
-        })
+        let mut attr = EnableStatsAttr {
+            stats_type: BPF_STATS_RUN_TIME,
+            _pad: 0,
+        };
+        // SAFETY: `EnableStatsAttr` is the layout of the BPF_ENABLE_STATS member; it holds no
+        // addresses.
+        let fd =
+            unsafe { xdp_gen::bpf_fd(BPF_ENABLE_STATS, &mut attr) }.context("BPF_ENABLE_STATS")?;
+        Ok(Self { _fd: fd })
     }
 }
 

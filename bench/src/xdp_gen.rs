@@ -22,9 +22,7 @@ use std::net::SocketAddrV4;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 
 use anyhow::{bail, Context, Result};
-use portcullis_xdp_loader::test_run::{
-    run_xdp, run_xdp_live_frames, XdpAction, LIVE_FRAMES_MAX_BATCH,
-};
+use portcullis_xdp_loader::test_run::{run_xdp, run_xdp_live_frames, XdpAction};
 
 /// An Ethernet (MAC) address.
 pub type Mac = [u8; 6];
@@ -182,8 +180,6 @@ fn redirect_program(ifindex: u32) -> Result<[Insn; 4]> {
 /// `enum bpf_cmd` values and flags used here (include/uapi/linux/bpf.h).
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_PROG_TYPE_XDP: u32 = 6;
-/// Frames per batch the kernel allows in live mode (`TEST_XDP_MAX_BATCH`).
-pub const MAX_BATCH: u32 = LIVE_FRAMES_MAX_BATCH;
 
 /// The `BPF_PROG_LOAD` member of `union bpf_attr`, up to `expected_attach_type`; the kernel
 /// takes the fields after it as zero.
@@ -204,14 +200,15 @@ struct ProgLoadAttr {
     expected_attach_type: u32,
 }
 
-/// `bpf(cmd, attr, sizeof *attr)`.
+/// `bpf(cmd, attr, sizeof *attr)` for a command that returns a new file descriptor
+/// (`BPF_PROG_LOAD`, `BPF_ENABLE_STATS`), which the caller then owns.
 ///
 /// # Safety
 ///
 /// `T` must be the `#[repr(C)]` layout of the member of `union bpf_attr` that `cmd` reads, and
 /// every address in `attr` must point to a live buffer of the length given beside it (or be 0
 /// with length 0), readable, or writable where the kernel writes.
-unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
+pub(crate) unsafe fn bpf_fd<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<OwnedFd> {
     // SAFETY: `attr` is a live, exclusively borrowed `T` of the size passed; the caller
     // vouches for its layout and for the buffers it points to.
     let rc = unsafe {
@@ -223,10 +220,12 @@ unsafe fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> io::Result<libc::c_long> {
         )
     };
     if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
+        return Err(io::Error::last_os_error());
     }
+    let fd = libc::c_int::try_from(rc)
+        .map_err(|_| io::Error::other(format!("bpf command {cmd} returned {rc}")))?;
+    // SAFETY: the kernel just returned `fd`, a new descriptor nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// The loaded redirect program; closing it (drop) unloads it.
@@ -259,8 +258,8 @@ impl Redirect {
         // SAFETY: `ProgLoadAttr` is the layout of the BPF_PROG_LOAD member; `insns` holds
         // `insn_cnt` instructions and `license` is NUL-terminated, both alive for the call;
         // `log_buf` points to `log_size` writable bytes.
-        let fd = match unsafe { bpf(BPF_PROG_LOAD, &mut attr) } {
-            Ok(fd) => fd,
+        match unsafe { bpf_fd(BPF_PROG_LOAD, &mut attr) } {
+            Ok(prog) => Ok(Self { prog }),
             Err(e) => {
                 let text = String::from_utf8_lossy(&log);
                 bail!(
@@ -268,12 +267,7 @@ impl Redirect {
                     text.trim_end_matches('\0').trim()
                 );
             }
-        };
-        let fd = libc::c_int::try_from(fd).context("BPF_PROG_LOAD returned no descriptor")?;
-        // SAFETY: the kernel just returned `fd`, a descriptor nothing else owns.
-        Ok(Self {
-            prog: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        }
     }
 
     /// Runs the program on `repeat` live copies of `frame` (`BPF_PROG_TEST_RUN` with
