@@ -8,7 +8,7 @@
 //! the same with each rate divided by the server's CPU use (both are pinned to one core, so
 //! this only differs when one of them did not use its core fully). Closed loop by default
 //! (saturation throughput); with `--rate N` both get the same open-loop rate and the latencies
-//! are what to compare.
+//! are what to compare, each run followed by the machine stall probe ([`crate::stall`]).
 
 use std::path::Path;
 
@@ -22,6 +22,7 @@ use crate::report::Report;
 use crate::request::{Expect, Users};
 use crate::runner::{self, Target};
 use crate::server::OwnServer;
+use crate::stall;
 use crate::{parse_cpu_list, plot, portcullis_bin, udp, Cli, Scenario};
 use crate::{OWN_SECRET, TIMEOUT, WARMUP};
 
@@ -133,7 +134,8 @@ fn note(scenario: Scenario) -> String {
     );
     if scenario == Scenario::Accounting {
         n.push_str(
-            " Accounting: Portcullis answers after fdatasync of its JSON-lines file (durable); \
+            " Accounting: Portcullis answers once the record is durable (its journal entry \
+             synced; the JSON-lines file at each checkpoint); \
              FreeRADIUS's detail module writes without fsync, so its acknowledged records can \
              be lost on a crash or power cut: the ratio compares unequal guarantees, in \
              FreeRADIUS's favour.",
@@ -244,7 +246,7 @@ pub fn run(cli: &Cli, rate: Option<f64>, plot_path: Option<&Path>) -> Result<boo
             runner::wait_quiet(&watched, QUIET_WAIT);
             crate::check_interrupted()?;
             let mut attempt = 0;
-            let r = loop {
+            let mut r = loop {
                 attempt += 1;
                 let r = runner::measure(&cfg, cli.scenario, &secret, &users, &t)?;
                 // Every attempt's records reached the server, kept or not.
@@ -260,6 +262,10 @@ pub fn run(cli: &Cli, rate: Option<f64>, plot_path: Option<&Path>) -> Result<boo
                 );
                 runner::wait_quiet(&watched, QUIET_WAIT);
             };
+            if let Some(d) = cli.stall_probe().filter(|_| rate.is_some()) {
+                r.machine_stalls = stall::after_run(&server_cpus, &client_cpus, d);
+                crate::check_interrupted()?;
+            }
             eprintln!(
                 "[bench] round {round} {name:<10} {:>8.0} req/s  p50 {:>6} µs  p99 {:>6} µs  \
                  server CPU {:>5.1} %  lost {}  wrong {}  other work {:.0} %{}",
@@ -364,8 +370,8 @@ pub fn run(cli: &Cli, rate: Option<f64>, plot_path: Option<&Path>) -> Result<boo
     if let Some(r) = &cmp.records {
         println!(
             "accounting records: Portcullis acknowledged {} and has {} in its files (each \
-             fdatasynced before its Accounting-Response); FreeRADIUS acknowledged {} and has {} in \
-             its detail file (written, never fsynced)",
+             durable, its journal entry synced, before its Accounting-Response); FreeRADIUS \
+             acknowledged {} and has {} in its detail file (written, never fsynced)",
             r.portcullis_acknowledged,
             r.portcullis_on_disk,
             r.freeradius_acknowledged,

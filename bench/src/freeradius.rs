@@ -15,7 +15,7 @@
 //!   the chap scenario, so that the PAP and MS-CHAPv2 runs use the hashes);
 //! - accounting into one `detail` file (`locking = no`). FreeRADIUS never fsyncs the detail
 //!   file: its Accounting-Response means "written to the page cache", while Portcullis answers
-//!   only after `fdatasync`. The comparison says so;
+//!   only once the record is durable (its journal synced). The comparison says so;
 //! - nothing else: no `preprocess`, `suffix`, `eap`, `expiration`, `logintime`, SQL, no
 //!   inner-tunnel or status virtual server, `reject_delay = 0` (the default of 1 s would hold
 //!   every reject), no auth logging, no debug (`-f`, not `-X`), 4 MiB receive buffers like

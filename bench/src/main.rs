@@ -9,7 +9,9 @@
 //! Response Authenticator, Message-Authenticator, expected code, MS-CHAP2-Success) and the run
 //! reports throughput, p50/p99/p99.9/max latency, lost, late and wrong replies, and the
 //! server's CPU and memory: a table on stdout, `--json FILE`, `--plot FILE.svg`, and a progress
-//! bar on a terminal.
+//! bar on a terminal. After an open-loop run against a server of its own, it spins a thread
+//! on each pinned CPU for a few seconds and reports the gaps in the machine's availability
+//! next to the latencies (see [`stall`]).
 //!
 //! `--compare freeradius` runs the same scenario against Portcullis and a FreeRADIUS 3 the
 //! bench configures itself, alternating, and prints the ratio (see [`compare`]).
@@ -38,6 +40,7 @@ mod report;
 mod request;
 mod runner;
 mod server;
+mod stall;
 mod udp;
 mod xdp_gen;
 
@@ -150,6 +153,11 @@ struct Cli {
     /// server does not pay loopback's wake-up of a sleeping client for every reply.
     #[arg(long)]
     spin: bool,
+    /// Open loop against the bench's own server: after the run, spin a thread on each pinned
+    /// CPU for this many seconds and report the gaps in the CPUs' availability under the table
+    /// (default: the run's duration, at most 5 s; 0: no probe).
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=300))]
+    stall_probe: Option<u64>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -196,6 +204,16 @@ struct Cli {
     /// `--scenario flood`: the most forged packets one run sends.
     #[arg(long, default_value_t = 500_000_000, value_parser = clap::value_parser!(u64).range(1..=2_000_000_000))]
     flood_max: u64,
+}
+
+impl Cli {
+    /// How long to probe the machine's stalls after an open-loop run (`--stall-probe`).
+    fn stall_probe(&self) -> Option<Duration> {
+        let secs = self
+            .stall_probe
+            .unwrap_or(self.duration.min(stall::DEFAULT_MAX.as_secs()));
+        (secs > 0).then(|| Duration::from_secs(secs))
+    }
 }
 
 /// The other server of `--compare`.
@@ -437,7 +455,16 @@ fn run(cli: &Cli) -> Result<bool> {
     let c = cfg(open_rate, label);
     describe(&c);
     runner::wait_quiet(&watched, QUIET_WAIT);
-    reports.push(runner::measure(&c, cli.scenario, &secret, &users, &t)?);
+    let mut last = runner::measure(&c, cli.scenario, &secret, &users, &t)?;
+    // The server's CPUs are known only for a server of our own.
+    if let Some(d) = cli
+        .stall_probe()
+        .filter(|_| own.is_some() && open_rate.is_some())
+    {
+        last.machine_stalls = stall::after_run(&server_cpus, &client_cpus, d);
+        check_interrupted()?;
+    }
+    reports.push(last);
     let server_log = match own {
         Some(s) => Some(s.stop().context("stopping the server")?.log),
         None => None,

@@ -9,6 +9,7 @@ use serde::Serialize;
 use hdrhistogram::Histogram;
 
 use crate::load::{Bin, LoadConfig, LoadResult};
+use crate::stall::{self, CpuStalls};
 use crate::Scenario;
 
 /// The quantiles listed in the JSON (and drawn in the plot).
@@ -81,6 +82,10 @@ pub struct Report {
     /// Softirq time of the server's CPUs (kernel receive processing, XDP) over the measured
     /// interval, % of one core; not part of `server_cpu_percent`.
     pub server_cpus_softirq_percent: Option<f64>,
+    /// Open loop against a server of the bench's own: the gaps in the pinned CPUs'
+    /// availability, probed just after the run ([`crate::stall`]); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub machine_stalls: Option<Vec<CpuStalls>>,
     /// Latency and throughput over time, by due time, warm-up included.
     pub timeline: Vec<Bin>,
     #[serde(skip)]
@@ -150,6 +155,7 @@ impl Report {
             client_cpu_percent,
             other_cpu_percent,
             server_cpus_softirq_percent: None,
+            machine_stalls: None,
             timeline: r.timeline.clone(),
             histogram: h.clone(),
         }
@@ -246,6 +252,10 @@ impl Report {
                  {} due requests never sent, backlog at most {})",
                 self.unsent, self.backlog_max
             ));
+        }
+        if let Some(stalls) = &self.machine_stalls {
+            text.push('\n');
+            text.push_str(&stall::summary_line(stalls));
         }
         text
     }

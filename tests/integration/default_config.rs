@@ -128,6 +128,7 @@ fn embedded_default_serves_the_demo_users_with_xdp_on_lo() {
     let files: Vec<_> = std::fs::read_dir(cwd.path().join("data/accounting"))
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
         .collect();
     assert!(
         files

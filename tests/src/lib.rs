@@ -399,7 +399,11 @@ impl Server {
         let dir = self.data_dir.join("accounting");
         let mut lines = Vec::new();
         if let Ok(rd) = std::fs::read_dir(&dir) {
-            let mut files: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
+            // The daily files only, not the journal beside them.
+            let mut files: Vec<_> = rd
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+                .collect();
             files.sort();
             for f in files {
                 lines.extend(

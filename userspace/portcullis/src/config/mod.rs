@@ -277,6 +277,9 @@ pub struct AccountingConfig {
     pub directory: PathBuf,
     /// Most records written per fsync (group commit).
     pub max_batch: usize,
+    /// Size of the accounting journal (`journal_mib`); `None`: no journal, the day's file is
+    /// synced after every batch.
+    pub journal_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -426,6 +429,7 @@ struct RawUsers {
 struct RawAccounting {
     directory: Option<String>,
     max_batch: Option<Spanned<i64>>,
+    journal_mib: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1098,6 +1102,16 @@ impl Cx<'_> {
                 65536,
                 "accounting.max_batch",
             )?,
+            journal_bytes: match self.positive(
+                &raw.accounting.journal_mib,
+                64,
+                0,
+                65536,
+                "accounting.journal_mib",
+            )? {
+                0 => None,
+                mib => Some(mib as u64 * 1024 * 1024),
+            },
         };
 
         let level = match &raw.log.level {
@@ -1252,6 +1266,17 @@ mod tests {
         assert!(e.reason.contains("no secret"), "{e}");
         let e = parse("[[client]]\naddress = \"10.0.0.1/8\"\nsecret = \"x\"\n").unwrap_err();
         assert!(e.reason.contains("10.0.0.0/8"), "{e}");
+        assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn accounting_journal_size_and_its_absence() {
+        let c = parse("").unwrap();
+        assert_eq!(c.accounting.journal_bytes, Some(64 << 20));
+        let c = parse("[accounting]\njournal_mib = 0\n").unwrap();
+        assert_eq!(c.accounting.journal_bytes, None);
+        let e = parse("[accounting]\njournal_mib = -1\n").unwrap_err();
+        assert!(e.reason.contains("accounting.journal_mib"), "{e}");
         assert_eq!(e.line, 2);
     }
 

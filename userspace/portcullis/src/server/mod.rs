@@ -59,14 +59,17 @@ pub fn serve(config: Config) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data_dir {}", config.data_dir.display()))?;
     let users = crate::users::load(&config.users)?;
-    let (writer, sink) =
-        AccountingWriter::start(&config.accounting.directory, config.accounting.max_batch)
-            .with_context(|| {
-                format!(
-                    "cannot start accounting in {}",
-                    config.accounting.directory.display()
-                )
-            })?;
+    let (writer, sink) = AccountingWriter::start(
+        &config.accounting.directory,
+        config.accounting.max_batch,
+        config.accounting.journal_bytes,
+    )
+    .with_context(|| {
+        format!(
+            "cannot start accounting in {}",
+            config.accounting.directory.display()
+        )
+    })?;
     let mfa = Arc::new(crate::mfa::Mfa::build(&config)?);
     for p in &config.mfa.providers {
         tracing::info!(provider = %p.name, fail_mode = ?p.fail_mode, "MFA provider ready");
