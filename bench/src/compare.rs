@@ -176,12 +176,13 @@ pub fn run(cli: &Cli, rate: Option<f64>, plot_path: Option<&Path>) -> Result<boo
         bin.display(),
         cli.server_cpu
     );
-    let pc = OwnServer::start(
+    let pc = OwnServer::start_with(
         &bin,
         &cli.server_cpu,
         server_cpus.len(),
         cli.users,
         OWN_SECRET,
+        &cli.server_opts(),
     )?;
     let fr = FreeRadius::start(
         &cli.server_cpu,

@@ -158,6 +158,10 @@ struct Cli {
     /// (default: the run's duration, at most 5 s; 0: no probe).
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(0..=300))]
     stall_probe: Option<u64>,
+    /// The bench's own Portcullis: `[accounting] journal_mib` (default: the server's own, 64;
+    /// 0 syncs each day's file after every batch instead), for comparing the two.
+    #[arg(long, value_name = "MIB")]
+    journal_mib: Option<u32>,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -207,6 +211,15 @@ struct Cli {
 }
 
 impl Cli {
+    /// What the bench's own Portcullis is started with, from the options.
+    fn server_opts(&self) -> server::ServerOpts {
+        let mut o = server::ServerOpts::default();
+        if let Some(mib) = self.journal_mib {
+            o.extra = format!("[accounting]\njournal_mib = {mib}\n");
+        }
+        o
+    }
+
     /// How long to probe the machine's stalls after an open-loop run (`--stall-probe`).
     fn stall_probe(&self) -> Option<Duration> {
         let secs = self
@@ -367,12 +380,13 @@ fn run(cli: &Cli) -> Result<bool> {
                 cli.server_cpu,
                 server_cpus.len()
             );
-            let s = OwnServer::start(
+            let s = OwnServer::start_with(
                 &bin,
                 &cli.server_cpu,
                 server_cpus.len(),
                 cli.users,
                 OWN_SECRET,
+                &cli.server_opts(),
             )?;
             let target = match cli.scenario {
                 Scenario::Accounting => s.acct,

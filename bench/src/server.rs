@@ -25,7 +25,7 @@ const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long it may take to stop after SIGTERM (its default shutdown grace is 10 s).
 const STOP_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Where and how the server runs, beyond the defaults of [`OwnServer::start`].
+/// Where and how the server runs, beyond the defaults of [`OwnServer::start_with`].
 pub struct ServerOpts {
     /// Run inside this network namespace (`ip netns exec`).
     pub netns: Option<String>,
@@ -128,15 +128,9 @@ fn write_private(path: &Path, content: &str) -> Result<()> {
 }
 
 impl OwnServer {
-    /// Writes the configuration and users, starts `bin` pinned to `cpus` and waits until its
-    /// control socket accepts a connection.
-    pub fn start(bin: &Path, cpus: &str, shards: usize, users: u32, secret: &str) -> Result<Self> {
-        Self::start_with(bin, cpus, shards, users, secret, &ServerOpts::default())
-    }
-
-    /// [`OwnServer::start`] with a client address, an `[xdp]` section and a namespace of
-    /// the caller's choice. The free ports are chosen in the caller's network namespace, which
-    /// must be `opts.netns` when one is given.
+    /// Writes the configuration (the defaults with `opts`) and users, starts `bin` pinned to
+    /// `cpus` and waits until its control socket accepts a connection. The free ports are chosen
+    /// in the caller's network namespace, which must be `opts.netns` when one is given.
     pub fn start_with(
         bin: &Path,
         cpus: &str,
