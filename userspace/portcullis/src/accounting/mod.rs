@@ -346,13 +346,19 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
-    #[test]
-    fn records_are_durable_before_completion_and_split_by_day() {
-        let dir = tempfile::tempdir().unwrap();
-        let (w, sink) = AccountingWriter::start(dir.path(), 8, Some(1 << 20)).unwrap();
+    /// A writer with a 1 MiB journal and a runtime to wait on its completions.
+    fn writer(dir: &Path) -> (AccountingWriter, AccountingSink, tokio::runtime::Runtime) {
+        let (w, sink) = AccountingWriter::start(dir, 8, Some(1 << 20)).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
+        (w, sink, rt)
+    }
+
+    #[test]
+    fn records_are_durable_before_completion_and_split_by_day() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, sink, rt) = writer(dir.path());
         let d1 = datetime!(2026-11-21 23:59:59.9 UTC);
         let d2 = datetime!(2026-11-22 00:00:00.1 UTC);
         let waits: Vec<_> = (0..20)
@@ -394,10 +400,7 @@ mod tests {
     #[test]
     fn a_clean_stop_leaves_nothing_to_replay() {
         let dir = tempfile::tempdir().unwrap();
-        let (w, sink) = AccountingWriter::start(dir.path(), 8, Some(1 << 20)).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let (w, sink, rt) = writer(dir.path());
         let at = datetime!(2026-12-07 12:00:00 UTC);
         let waits: Vec<_> = (0..30)
             .map(|i| sink.submit(format!("{{\"n\":{i}}}").into_bytes(), at))
@@ -433,10 +436,7 @@ mod tests {
     #[test]
     fn a_journal_removed_while_in_use_is_replaced() {
         let dir = tempfile::tempdir().unwrap();
-        let (w, sink) = AccountingWriter::start(dir.path(), 8, Some(1 << 20)).unwrap();
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
+        let (w, sink, rt) = writer(dir.path());
         let at = datetime!(2026-12-07 12:00:00 UTC);
         rt.block_on(sink.submit(b"{\"n\":1}".to_vec(), at))
             .unwrap()
