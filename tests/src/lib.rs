@@ -126,6 +126,7 @@ impl Default for ServerOpts {
 
 pub struct Server {
     child: Option<Child>,
+    netns: Option<String>,
     pub dir: tempfile::TempDir,
     pub auth: SocketAddr,
     pub acct: SocketAddr,
@@ -284,22 +285,10 @@ impl Server {
         std::fs::write(&config_path, config).unwrap();
         let data_dir = dir.path().join("data");
         let log_path = dir.path().join("server.log");
-        let log = std::fs::File::create(&log_path).unwrap();
-        let mut cmd = match &opts.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(portcullis_bin());
-                c
-            }
-            None => Command::new(portcullis_bin()),
-        };
-        cmd.args(["serve", "--config", config_path.to_str().unwrap()])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .env("RUST_LOG", "debug");
-        let child = cmd.spawn().expect("spawn portcullis serve");
+        std::fs::File::create(&log_path).unwrap();
+        let child = spawn_serve(&config_path, &log_path, opts.netns.as_deref());
         let mut s = Server {
+            netns: opts.netns.clone(),
             child: Some(child),
             auth: auth_listen[0].parse().unwrap(),
             acct: acct_listen[0].parse().unwrap(),
@@ -387,6 +376,18 @@ impl Server {
         assert_eq!(unsafe { libc::kill(pid, sig) }, 0, "kill({pid}, {sig})");
     }
 
+    /// Starts the server again, after [`Server::kill9`] or [`Server::terminate`], with the same
+    /// configuration and data directory; its log goes on in the same file.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "the server is still running");
+        self.child = Some(spawn_serve(
+            &self.config_path,
+            &self.log_path,
+            self.netns.as_deref(),
+        ));
+        self.wait_ready();
+    }
+
     /// SIGKILL: no chance to flush anything.
     pub fn kill9(&mut self) {
         let mut child = self.child.take().expect("server already stopped");
@@ -430,6 +431,25 @@ fn wait_bounded(child: &mut Child, limit: Duration) -> ExitStatus {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `portcullis serve --config CONFIG`, its output appended to `log`.
+fn spawn_serve(config: &Path, log: &Path, netns: Option<&str>) -> Child {
+    let log = std::fs::OpenOptions::new().append(true).open(log).unwrap();
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(portcullis_bin());
+            c
+        }
+        None => Command::new(portcullis_bin()),
+    };
+    cmd.args(["serve", "--config", config.to_str().unwrap()])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .env("RUST_LOG", "debug");
+    cmd.spawn().expect("spawn portcullis serve")
 }
 
 impl Drop for Server {

@@ -604,6 +604,41 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_journal_never_writes_anything_but_the_records_in_order() {
+        use rand::{Rng, SeedableRng};
+        let dir = tempfile::tempdir().unwrap();
+        let (mut j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+        let full = write(dir.path(), &mut j, 0..12);
+        let used = usize::try_from(j.pos).unwrap();
+        drop(j);
+        let journal = std::fs::read(dir.path().join(FILE_NAME)).unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for round in 0..300 {
+            let mut damaged = journal.clone();
+            for _ in 0..rng.gen_range(1..4) {
+                let at = rng.gen_range(0..used);
+                if rng.gen_bool(0.5) {
+                    damaged[at] ^= 1 << rng.gen_range(0..8);
+                } else {
+                    let end = (at + rng.gen_range(1..5000)).min(used);
+                    damaged[at..end].fill(0);
+                }
+            }
+            let cut = rng.gen_range(0..=full.len());
+            crash_state(dir.path(), &damaged, &full[..cut]);
+            let (_, r) = Journal::open(dir.path(), 1 << 20).unwrap();
+            let now = read(dir.path());
+            assert!(
+                now.len() >= cut && full.starts_with(&now),
+                "round {round}: {r:?}, {} bytes of {}, cut at {cut}",
+                now.len(),
+                full.len()
+            );
+            assert_eq!(r.appended, 0, "round {round}");
+        }
+    }
+
+    #[test]
     fn a_second_opener_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let (_j, _) = Journal::open(dir.path(), 1 << 20).unwrap();
