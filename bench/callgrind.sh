@@ -16,7 +16,7 @@
 #      scenario with portcullis-bench against it (1 socket, small window: valgrind makes the
 #      server ~50x slower; `pap`: 1 request in 100 has a wrong password, as in every bench run;
 #      `accounting`: Start / Interim-Update / Stop of one session after another, every record
-#      waiting for an fdatasync), switches it off;
+#      waiting for its batch to be durable), switches it off;
 #   4. reads the server's counters before and after (control socket) and prints Ir per answer
 #      (Access-Accepts + Access-Rejects, or Accounting-Responses) for the whole process, for
 #      each thread that did work, and for `pap` for Pipeline::handle alone (inclusive); for
