@@ -89,6 +89,9 @@ pub struct Journal {
     next_seq: u64,
     generation: u64,
     buf: Vec<u8>,
+    /// Tests: make [`Journal::append`] fail, as a full or failing disk would.
+    #[cfg(test)]
+    pub fail_appends: bool,
 }
 
 impl Journal {
@@ -119,6 +122,8 @@ impl Journal {
             next_seq: checkpoint + 1,
             generation,
             buf: Vec::new(),
+            #[cfg(test)]
+            fail_appends: false,
         };
         let recovery = journal.replay()?;
         journal.pos = BLOCK;
@@ -158,6 +163,10 @@ impl Journal {
     pub fn append(&mut self, name: &str, offset: u64, payload: &[u8]) -> io::Result<()> {
         if !self.fits(name, payload) || !self.has_room(name, payload) {
             return Err(io::Error::other("accounting journal entry does not fit"));
+        }
+        #[cfg(test)]
+        if self.fail_appends {
+            return Err(io::Error::other("injected journal failure"));
         }
         let total = entry_len(name, payload);
         let name_len = u16::try_from(name.len()).map_err(io::Error::other)?;

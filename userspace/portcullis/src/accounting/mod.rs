@@ -246,10 +246,28 @@ impl Files {
                 written_back: len,
             });
         }
+        let Some(offset) = self.current.as_ref().map(|f| f.len) else {
+            return Err(io::Error::other("no accounting file open"));
+        };
+        let written = self.append_durably(name, bytes, offset);
+        if written.is_err() {
+            // Take the batch back out of the file: it is not acknowledged, and the NAS's
+            // retransmission writes it again (a partial line would also spoil the file).
+            if let Some(f) = self.current.as_mut() {
+                if f.file.set_len(offset).is_ok() {
+                    f.len = offset;
+                    f.written_back = f.written_back.min(offset);
+                }
+            }
+        }
+        written
+    }
+
+    /// Appends `bytes` to the current file at `offset` (its end) and makes them durable.
+    fn append_durably(&mut self, name: &str, bytes: &[u8], offset: u64) -> io::Result<()> {
         let Some(f) = self.current.as_mut() else {
             return Err(io::Error::other("no accounting file open"));
         };
-        let offset = f.len;
         f.file.write_all(bytes)?;
         f.len += bytes.len() as u64;
         let through_journal = self.journal.as_ref().is_some_and(|j| j.fits(name, bytes));
@@ -451,6 +469,31 @@ mod tests {
         w.finish();
         let text = std::fs::read_to_string(dir.path().join(file_name_for(at))).unwrap();
         assert_eq!(text, "{\"n\":1}\n{\"n\":2}\n");
+    }
+
+    #[test]
+    fn a_batch_that_fails_leaves_nothing_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (journal, _) = Journal::open(dir.path(), 1 << 20).unwrap();
+        let mut files = Files {
+            dir: dir.path().to_path_buf(),
+            current: None,
+            journal: Some(journal),
+            unsynced: HashMap::new(),
+        };
+        let name = file_name_for(datetime!(2026-12-07 12:00:00 UTC));
+        files.write_durably(&name, b"{\"n\":1}\n").unwrap();
+        files.journal.as_mut().unwrap().fail_appends = true;
+        assert!(files.write_durably(&name, b"{\"n\":2}\n").is_err());
+        // What the writer loop does after a failure.
+        files.set_aside();
+        files.journal.as_mut().unwrap().fail_appends = false;
+        // The NAS retransmits record 2 with record 3.
+        files
+            .write_durably(&name, b"{\"n\":2}\n{\"n\":3}\n")
+            .unwrap();
+        let text = std::fs::read_to_string(dir.path().join(&name)).unwrap();
+        assert_eq!(text, "{\"n\":1}\n{\"n\":2}\n{\"n\":3}\n");
     }
 
     #[test]
