@@ -69,13 +69,6 @@ pub struct Recovery {
     pub stopped_at_invalid: bool,
 }
 
-impl Recovery {
-    /// True when replay changed a file.
-    pub fn repaired(&self) -> bool {
-        self.rewritten + self.appended > 0
-    }
-}
-
 /// An open journal, positioned after its last checkpoint.
 pub struct Journal {
     file: File,
@@ -139,8 +132,7 @@ impl Journal {
 
     /// True if the journal file was removed while open: what is written to it is lost.
     pub fn unlinked(&self) -> bool {
-        use std::os::unix::fs::MetadataExt;
-        self.file.metadata().map_or(true, |m| m.nlink() == 0)
+        unlinked(&self.file)
     }
 
     /// True if an entry for `payload` can ever fit (a batch larger than a lap is synced in its
@@ -435,6 +427,12 @@ fn lock(file: &File, path: &Path) -> io::Result<()> {
     Err(e)
 }
 
+/// True if the open file no longer has a name (it was deleted, or its directory was).
+pub fn unlinked(file: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata().map_or(true, |m| m.nlink() == 0)
+}
+
 /// Makes the directory's entries (a new file's name) durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -509,7 +507,7 @@ mod tests {
             assert_eq!(r.present + r.rewritten, 6, "cut at {cut}: {r:?}");
             assert_eq!(r.appended, 0);
             assert!(!r.stopped_at_invalid);
-            assert_eq!(r.repaired(), cut < full.len());
+            assert_eq!(r.rewritten + r.appended > 0, cut < full.len());
             drop(j);
             // The replay ended with a checkpoint: nothing is replayed twice.
             let (_, again) = Journal::open(dir.path(), 1 << 20).unwrap();

@@ -223,7 +223,11 @@ impl Files {
     fn write_durably(&mut self, name: &str, bytes: &[u8]) -> io::Result<()> {
         // A file removed while open (by hand, or with the whole directory) would take the
         // records written to it along: write to new ones instead.
-        if self.current.as_ref().is_some_and(|f| unlinked(&f.file)) {
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|f| journal::unlinked(&f.file))
+        {
             self.set_aside();
         }
         if self.journal.as_ref().is_some_and(Journal::unlinked) {
@@ -335,12 +339,6 @@ impl Files {
             None => Ok(()),
         }
     }
-}
-
-/// True if the open file no longer has a name (it was deleted, or its directory was).
-fn unlinked(file: &File) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    file.metadata().map_or(true, |m| m.nlink() == 0)
 }
 
 /// Starts writing `len` bytes of a file's pages from `offset` to disk without waiting, so that a
