@@ -4,6 +4,7 @@
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Largest RADIUS packet (RFC 2865 §3); receive buffers are this big.
 pub const MAX_DATAGRAM: usize = 4096;
@@ -52,44 +53,117 @@ fn would_block(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EINTR))
 }
 
+/// `UDP_SEGMENT` (linux/udp.h): the segment size of a UDP GSO send.
+const UDP_SEGMENT: libc::c_int = 103;
+/// Coalesce only datagrams up to this size, at most this many, at most this many bytes.
+const GSO_MAX_SEGMENT: usize = 1232;
+const GSO_MAX_SEGMENTS: usize = 64;
+const GSO_MAX_BYTES: usize = 65_000;
+/// Cleared for good the first time the kernel refuses a GSO send.
+static GSO: AtomicBool = AtomicBool::new(true);
+
+/// `CMSG_SPACE(sizeof(u16))` bytes holding one `UDP_SEGMENT` control message.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SegmentCmsg {
+    hdr: libc::cmsghdr,
+    size: u16,
+    _pad: [u8; 6],
+}
+
 /// Sends `packets` on the connected socket with one `sendmmsg`. Returns how many were sent
 /// (a prefix of `packets`); 0 when the socket buffer is full.
+///
+/// Consecutive packets of the same length go out as one UDP GSO message (`UDP_SEGMENT`): the
+/// kernel runs one large packet through the IP layer and cuts it into the datagrams, so the
+/// generator spends less of its CPU per request. The server's socket receives ordinary
+/// datagrams either way (the cut happens before they are queued to it), so this changes
+/// nothing for the server measured, Portcullis or FreeRADIUS alike.
 pub fn send_batch(fd: RawFd, packets: &[Vec<u8>]) -> io::Result<usize> {
-    if packets.is_empty() {
-        return Ok(0);
+    loop {
+        if packets.is_empty() {
+            return Ok(0);
+        }
+        let gso = GSO.load(Ordering::Relaxed);
+        let mut iovs: Vec<libc::iovec> = packets
+            .iter()
+            .map(|p| libc::iovec {
+                iov_base: p.as_ptr() as *mut libc::c_void,
+                iov_len: p.len(),
+            })
+            .collect();
+        // (first packet, count) per message.
+        let mut runs: Vec<(usize, usize)> = Vec::with_capacity(packets.len());
+        let mut i = 0;
+        while i < packets.len() {
+            let len = packets[i].len();
+            let mut count = 1;
+            if gso && len <= GSO_MAX_SEGMENT {
+                let most = GSO_MAX_SEGMENTS.min(GSO_MAX_BYTES / len.max(1));
+                while i + count < packets.len() && count < most && packets[i + count].len() == len {
+                    count += 1;
+                }
+            }
+            runs.push((i, count));
+            i += count;
+        }
+        let mut cmsgs: Vec<SegmentCmsg> = runs
+            .iter()
+            .map(|&(first, _)| {
+                // SAFETY: all-zero is a valid cmsghdr; the fields are set right after.
+                let mut c: SegmentCmsg = unsafe { std::mem::zeroed() };
+                c.hdr.cmsg_level = libc::SOL_UDP;
+                c.hdr.cmsg_type = UDP_SEGMENT;
+                // SAFETY: CMSG_LEN only computes a length.
+                c.hdr.cmsg_len = unsafe { libc::CMSG_LEN(2) } as _;
+                c.size = packets[first].len() as u16;
+                c
+            })
+            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = runs
+            .iter()
+            .zip(cmsgs.iter_mut())
+            .map(|(&(first, count), c)| {
+                // SAFETY: all-zero is a valid mmsghdr (null pointers, zero lengths).
+                let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+                m.msg_hdr.msg_iov = &mut iovs[first];
+                m.msg_hdr.msg_iovlen = count;
+                if count > 1 {
+                    m.msg_hdr.msg_control = (c as *mut SegmentCmsg).cast();
+                    // SAFETY: CMSG_SPACE only computes a length.
+                    m.msg_hdr.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as _;
+                }
+                m
+            })
+            .collect();
+        // SAFETY: every msghdr points to live iovecs that point into live packet buffers, and
+        // to a live control message; the socket is connected, so no address is given. The
+        // kernel only reads the buffers.
+        let n = unsafe {
+            libc::sendmmsg(
+                fd,
+                msgs.as_mut_ptr(),
+                msgs.len() as libc::c_uint,
+                libc::MSG_DONTWAIT,
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if would_block(&e) {
+                return Ok(0);
+            }
+            let refused = matches!(
+                e.raw_os_error(),
+                Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+            );
+            if gso && refused && runs[0].1 > 1 {
+                GSO.store(false, Ordering::Relaxed);
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(runs[..n as usize].iter().map(|&(_, c)| c).sum());
     }
-    let mut iovs: Vec<libc::iovec> = packets
-        .iter()
-        .map(|p| libc::iovec {
-            iov_base: p.as_ptr() as *mut libc::c_void,
-            iov_len: p.len(),
-        })
-        .collect();
-    let mut msgs: Vec<libc::mmsghdr> = iovs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: all-zero is a valid mmsghdr (null pointers, zero lengths).
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
-    // SAFETY: every msghdr points to one live iovec that points into a live packet buffer;
-    // the socket is connected, so no address is given. The kernel only reads the buffers.
-    let n = unsafe {
-        libc::sendmmsg(
-            fd,
-            msgs.as_mut_ptr(),
-            msgs.len() as libc::c_uint,
-            libc::MSG_DONTWAIT,
-        )
-    };
-    if n < 0 {
-        let e = io::Error::last_os_error();
-        return if would_block(&e) { Ok(0) } else { Err(e) };
-    }
-    Ok(n as usize)
 }
 
 /// Receive buffers for [`recv_batch`], reused across calls.
@@ -236,5 +310,38 @@ pub fn pin_thread(tid: u32, cpus: &[usize]) -> io::Result<()> {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod gso_tests {
+    use super::*;
+
+    /// Runs of equal-length packets go out coalesced, yet the server side receives every
+    /// packet as its own datagram, whole and in order.
+    #[test]
+    fn send_batch_delivers_each_packet_as_one_datagram() {
+        let srv = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let cli = connected_socket(srv.local_addr().unwrap()).unwrap();
+        let lens = [
+            40usize, 40, 40, 41, 41, 1500, 1500, 40, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9,
+        ];
+        let packets: Vec<Vec<u8>> = lens
+            .iter()
+            .enumerate()
+            .map(|(k, &len)| (0..len).map(|i| (k * 31 + i) as u8).collect())
+            .collect();
+        assert_eq!(
+            send_batch(cli.as_raw_fd(), &packets).unwrap(),
+            packets.len()
+        );
+        srv.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; MAX_DATAGRAM];
+        for p in &packets {
+            let (n, _) = srv.recv_from(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &p[..]);
+        }
+        assert!(srv.recv_from(&mut buf).is_err());
     }
 }

@@ -1,5 +1,5 @@
-//! The socket tricks, all in one place: SO_REUSEPORT listeners with large buffers, and batched
-//! receive and send with `recvmmsg(2)` / `sendmmsg(2)`.
+//! The socket tricks, all in one place: SO_REUSEPORT listeners with large buffers, batched
+//! receive and send with `recvmmsg(2)` / `sendmmsg(2)`, and replies coalesced with UDP GSO.
 //!
 //! Nothing here knows about RADIUS; it moves datagrams.
 
@@ -181,27 +181,71 @@ impl RecvBatch {
     }
 }
 
+/// `UDP_SEGMENT` (linux/udp.h; not in the libc crate for glibc targets): the segment size of a
+/// UDP GSO send, as a socket option or a per-message control message.
+const UDP_SEGMENT: libc::c_int = 103;
+/// Replies are coalesced into one GSO message only up to this size: a segment plus the IPv6 and
+/// UDP headers then fits the smallest MTU IPv6 allows (1280), so no path refuses it.
+const GSO_MAX_SEGMENT: usize = 1232;
+/// Segments per GSO message (the kernel's limit, `UDP_MAX_SEGMENTS`, is 64 on older kernels).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Bytes per GSO message: one IP packet's payload before it is cut into segments.
+const GSO_MAX_BYTES: usize = 65_000;
+
+/// One `UDP_SEGMENT` control message, laid out as `CMSG_SPACE(sizeof(u16))` bytes.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SegmentCmsg {
+    hdr: libc::cmsghdr,
+    size: u16,
+    _pad: [u8; 6],
+}
+
 /// Replies gathered during one batch, sent with one `sendmmsg`.
+///
+/// Replies to the same address with the same length go out as one message with a
+/// `UDP_SEGMENT` control message (UDP GSO): the kernel builds one large packet, runs it
+/// through routing and the IP layer once, and cuts it into the individual datagrams at the
+/// end. The peer receives ordinary datagrams. A NAS sends from one or a few ports with many
+/// requests outstanding, so a batch's replies mostly share an address; accepts for the same
+/// kind of login share a length. Where the kernel refuses GSO, the batch falls back to one
+/// message per datagram for good.
 pub struct SendBatch {
     data: Vec<u8>,
     items: Vec<(SocketAddr, usize, usize)>,
+    /// Coalescing allowed (until the kernel refuses it once).
+    gso: bool,
     /// The `sendmmsg` arguments, rebuilt by every send in vectors kept from one send to the
     /// next (no allocation per batch).
+    sorted: Vec<(SocketAddr, usize, usize)>,
+    /// Datagrams per message of the last send, in order.
+    counts: Vec<usize>,
     addrs: Vec<libc::sockaddr_storage>,
     lens: Vec<libc::socklen_t>,
     iovs: Vec<libc::iovec>,
+    cmsgs: Vec<SegmentCmsg>,
     hdrs: Vec<libc::mmsghdr>,
+    /// Tests: behave as if the kernel refused the next GSO message.
+    #[cfg(test)]
+    refuse_gso: bool,
 }
 
 impl SendBatch {
-    pub fn new() -> Self {
+    /// `gso`: coalesce replies with UDP GSO where possible (`[server] udp_gso`).
+    pub fn new(gso: bool) -> Self {
         SendBatch {
             data: Vec::with_capacity(64 * 1024),
             items: Vec::with_capacity(64),
+            gso,
+            sorted: Vec::with_capacity(64),
+            counts: Vec::with_capacity(64),
             addrs: Vec::with_capacity(64),
             lens: Vec::with_capacity(64),
             iovs: Vec::with_capacity(64),
+            cmsgs: Vec::with_capacity(64),
             hdrs: Vec::with_capacity(64),
+            #[cfg(test)]
+            refuse_gso: false,
         }
     }
 
@@ -237,58 +281,132 @@ impl SendBatch {
     /// Sends as many queued datagrams as the socket takes now; the ones sent are removed.
     /// Returns the number sent; `WouldBlock` if none could be.
     pub fn send(&mut self, fd: RawFd) -> io::Result<usize> {
-        if self.items.is_empty() {
-            return Ok(0);
+        loop {
+            if self.items.is_empty() {
+                return Ok(0);
+            }
+            let gso = self.gso;
+            self.plan();
+            let msgs = self.counts.len();
+            #[cfg(test)]
+            if self.refuse_gso && self.counts.iter().any(|&c| c > 1) {
+                self.refuse_gso = false;
+                self.gso = false;
+                continue;
+            }
+            // SAFETY: every header points into vectors filled by `plan`, which are not
+            // touched again until the call has returned.
+            let rc = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    self.hdrs.as_mut_ptr(),
+                    msgs as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if rc < 0 {
+                let e = io::Error::last_os_error();
+                let refused = matches!(
+                    e.raw_os_error(),
+                    Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
+                );
+                if gso && refused && self.counts.first().is_some_and(|&c| c > 1) {
+                    // This kernel, route or device does not do UDP GSO: one message per
+                    // datagram from now on.
+                    tracing::info!(error = %e, "UDP segmentation offload refused; sending datagrams one by one");
+                    self.gso = false;
+                    continue;
+                }
+                return Err(e);
+            }
+            let sent: usize = self.counts[..(rc as usize).min(msgs)].iter().sum();
+            if sent >= self.items.len() {
+                self.clear();
+            } else {
+                self.items.drain(..sent);
+            }
+            return Ok(sent);
         }
+    }
+
+    /// Orders the queued datagrams by destination and length (so that the items drained after
+    /// a partial send are exactly the messages sent) and builds one message per run that can
+    /// be coalesced.
+    fn plan(&mut self) {
+        self.sorted.clear();
+        self.sorted.extend_from_slice(&self.items);
+        if self.gso {
+            // The start offset keeps the queue's order inside a run; no allocation.
+            self.sorted
+                .sort_unstable_by_key(|&(to, start, len)| (to, len, start));
+        }
+        std::mem::swap(&mut self.items, &mut self.sorted);
         let n = self.items.len();
-        let (addrs, lens, iovs, hdrs) = (
-            &mut self.addrs,
-            &mut self.lens,
-            &mut self.iovs,
-            &mut self.hdrs,
-        );
-        addrs.clear();
-        lens.clear();
-        iovs.clear();
-        hdrs.clear();
-        for &(to, start, len) in &self.items {
+        self.addrs.clear();
+        self.lens.clear();
+        self.iovs.clear();
+        self.cmsgs.clear();
+        self.counts.clear();
+        let mut i = 0;
+        while i < n {
+            let (to, _, len) = self.items[i];
+            let mut count = 1;
+            if self.gso && len <= GSO_MAX_SEGMENT {
+                let most = GSO_MAX_SEGMENTS.min(GSO_MAX_BYTES / len.max(1));
+                while i + count < n
+                    && count < most
+                    && self.items[i + count].0 == to
+                    && self.items[i + count].2 == len
+                {
+                    count += 1;
+                }
+            }
             let (ss, sl) = std_to_sockaddr(to);
-            addrs.push(ss);
-            lens.push(sl);
-            iovs.push(libc::iovec {
+            self.addrs.push(ss);
+            self.lens.push(sl);
+            // SAFETY: all-zero cmsghdr is valid; the fields are set right after.
+            let mut c: SegmentCmsg = unsafe { zeroed() };
+            c.hdr.cmsg_level = libc::SOL_UDP;
+            c.hdr.cmsg_type = UDP_SEGMENT;
+            // SAFETY: CMSG_LEN only computes a length.
+            c.hdr.cmsg_len = unsafe { libc::CMSG_LEN(size_of::<u16>() as u32) } as _;
+            c.size = len as u16;
+            self.cmsgs.push(c);
+            self.counts.push(count);
+            i += count;
+        }
+        for &(_, start, len) in &self.items {
+            self.iovs.push(libc::iovec {
                 iov_base: self.data[start..].as_ptr() as *mut libc::c_void,
                 iov_len: len,
             });
         }
-        // SAFETY: zeroed mmsghdr is valid; the pointers set below refer to the vectors
-        // filled above, which are not touched again until the call has returned.
-        hdrs.resize(n, unsafe { zeroed() });
-        for i in 0..n {
-            let h = &mut hdrs[i].msg_hdr;
-            h.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
-            h.msg_namelen = lens[i];
-            h.msg_iov = &mut iovs[i];
-            h.msg_iovlen = 1;
+        let msgs = self.counts.len();
+        // SAFETY: zeroed mmsghdr is valid; the pointers set below refer to the vectors filled
+        // above, which are not touched again until the call has returned.
+        self.hdrs.clear();
+        self.hdrs.resize(msgs, unsafe { zeroed() });
+        let mut first = 0;
+        for m in 0..msgs {
+            let count = self.counts[m];
+            let h = &mut self.hdrs[m].msg_hdr;
+            h.msg_name = (&mut self.addrs[m] as *mut libc::sockaddr_storage).cast();
+            h.msg_namelen = self.lens[m];
+            h.msg_iov = &mut self.iovs[first];
+            h.msg_iovlen = count;
+            if count > 1 {
+                h.msg_control = (&mut self.cmsgs[m] as *mut SegmentCmsg).cast();
+                // SAFETY: CMSG_SPACE only computes a length.
+                h.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as _;
+            }
+            first += count;
         }
-        // SAFETY: see above.
-        let rc =
-            unsafe { libc::sendmmsg(fd, hdrs.as_mut_ptr(), n as libc::c_uint, libc::MSG_DONTWAIT) };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let sent = rc as usize;
-        if sent >= n {
-            self.clear();
-        } else {
-            self.items.drain(..sent);
-        }
-        Ok(sent)
     }
 }
 
 impl Default for SendBatch {
     fn default() -> Self {
-        Self::new()
+        Self::new(true)
     }
 }
 
@@ -380,7 +498,7 @@ mod tests {
                 io::ErrorKind::WouldBlock
             );
 
-            let mut out = SendBatch::new();
+            let mut out = SendBatch::new(true);
             out.push(cli.local_addr().unwrap(), b"reply-1");
             out.push(cli.local_addr().unwrap(), b"reply-2");
             assert_eq!(out.send(srv.as_raw_fd()).unwrap(), 2);
@@ -390,6 +508,90 @@ mod tests {
             assert_eq!((&buf[..n], from), (&b"reply-1"[..], srv_addr));
             let (n, _) = cli.recv_from(&mut buf).unwrap();
             assert_eq!(&buf[..n], b"reply-2");
+        }
+    }
+
+    /// Reads every datagram queued on `sock` (loopback delivers during the send call).
+    fn drain(sock: &UdpSocket) -> Vec<Vec<u8>> {
+        sock.set_nonblocking(true).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; MAX_DATAGRAM];
+        while let Ok((n, _)) = sock.recv_from(&mut buf) {
+            got.push(buf[..n].to_vec());
+        }
+        got
+    }
+
+    /// Replies of several lengths to two NAS sockets, interleaved, some too long to coalesce:
+    /// each socket receives exactly its datagrams, whole, and same-length replies keep their
+    /// order. With GSO on, fewer messages than datagrams go to the kernel; when the kernel
+    /// refuses GSO, the same datagrams arrive, one message each.
+    #[test]
+    fn coalesced_replies_arrive_as_the_same_datagrams() {
+        for bind in ["127.0.0.1:0", "[::1]:0"] {
+            for mode in ["gso", "no gso", "refused"] {
+                let (srv, _) = bind_reuseport(bind.parse().unwrap(), 1 << 20, 1 << 20).unwrap();
+                let a = UdpSocket::bind(bind).unwrap();
+                let b = UdpSocket::bind(bind).unwrap();
+                let (a_addr, b_addr) = (a.local_addr().unwrap(), b.local_addr().unwrap());
+                let mut out = SendBatch::new(mode != "no gso");
+                out.refuse_gso = mode == "refused";
+                let mut want_a = Vec::new();
+                let mut want_b = Vec::new();
+                let plan: &[(bool, usize, usize)] = &[
+                    (true, 20, 5),
+                    (false, 20, 3),
+                    (true, 31, 2),
+                    (true, GSO_MAX_SEGMENT + 1, 2),
+                    (false, 20, 2),
+                    (true, 20, 1),
+                    (true, GSO_MAX_SEGMENT, 3),
+                    (false, 7, 70),
+                ];
+                let mut k = 0u8;
+                for &(to_a, len, count) in plan {
+                    for _ in 0..count {
+                        k = k.wrapping_add(1);
+                        let d: Vec<u8> = (0..len).map(|i| k ^ (i as u8)).collect();
+                        if to_a {
+                            out.push(a_addr, &d);
+                            want_a.push(d);
+                        } else {
+                            out.push(b_addr, &d);
+                            want_b.push(d);
+                        }
+                    }
+                }
+                let total = want_a.len() + want_b.len();
+                let mut sent = 0;
+                let mut messages = 0;
+                while !out.is_empty() {
+                    sent += out.send(srv.as_raw_fd()).unwrap();
+                    messages += out.counts.len();
+                }
+                assert_eq!(sent, total, "{bind} {mode}");
+                if mode == "gso" {
+                    // 70 seven-byte replies to b: two messages (at most 64 segments each).
+                    assert!(messages < total / 2, "{bind}: {messages} messages");
+                    assert!(out.gso);
+                } else {
+                    assert_eq!(messages, total, "{bind} {mode}");
+                    assert!(!out.gso);
+                }
+                for (sock, want) in [(&a, want_a), (&b, want_b)] {
+                    let got = drain(sock);
+                    let by_len = |v: &[Vec<u8>]| {
+                        let mut m: std::collections::BTreeMap<usize, Vec<Vec<u8>>> =
+                            Default::default();
+                        for d in v {
+                            m.entry(d.len()).or_default().push(d.clone());
+                        }
+                        m
+                    };
+                    assert_eq!(got.len(), want.len(), "{bind} {mode}");
+                    assert_eq!(by_len(&got), by_len(&want), "{bind} {mode}");
+                }
+            }
         }
     }
 

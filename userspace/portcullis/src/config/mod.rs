@@ -206,6 +206,8 @@ pub struct ServerConfig {
     pub duplicate_cache_entries: usize,
     /// Datagrams read per recvmmsg call.
     pub batch: usize,
+    /// Replies to the same NAS address with the same length are sent as one UDP GSO message.
+    pub udp_gso: bool,
     pub control_socket: PathBuf,
     /// How long shutdown waits for in-flight work before giving up.
     pub shutdown_grace: Duration,
@@ -388,6 +390,7 @@ struct RawServer {
     duplicate_window_seconds: Option<Spanned<i64>>,
     duplicate_cache_entries: Option<Spanned<i64>>,
     batch: Option<Spanned<i64>>,
+    udp_gso: Option<bool>,
     control_socket: Option<String>,
     shutdown_grace_seconds: Option<Spanned<i64>>,
 }
@@ -920,6 +923,7 @@ impl Cx<'_> {
                 "server.duplicate_cache_entries",
             )?,
             batch: self.positive(&s.batch, 32, 1, 1024, "server.batch")?,
+            udp_gso: s.udp_gso.unwrap_or(true),
             control_socket: s
                 .control_socket
                 .as_deref()

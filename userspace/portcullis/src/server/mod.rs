@@ -168,6 +168,7 @@ pub fn serve(config: Config) -> Result<()> {
             stats: stats[id].clone(),
             cancel: cancel.clone(),
             batch: config.server.batch,
+            udp_gso: config.server.udp_gso,
             dedup_window: config.server.duplicate_window,
             dedup_entries: config.server.duplicate_cache_entries,
             shutdown_grace: config.server.shutdown_grace,

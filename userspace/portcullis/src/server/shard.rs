@@ -2,7 +2,8 @@
 //! SO_REUSEPORT socket per listener, its duplicate cache and its counters.
 //!
 //! The receive loop reads datagrams in batches (`recvmmsg`), runs each through the pipeline
-//! synchronously, and sends the replies of the batch with one `sendmmsg`. Accounting requests
+//! synchronously, and sends the replies of the batch with one `sendmmsg` (replies to the same
+//! NAS address with the same length coalesced into one UDP GSO message, see `net::SendBatch`). Accounting requests
 //! wait, in submission order, for their records to become durable; the socket's loop answers
 //! every one that is ready together, in the same `sendmmsg` as the next batch's replies or in
 //! one of their own. Second-factor calls are local tasks that send their replies when done.
@@ -40,6 +41,7 @@ pub struct ShardParams {
     pub stats: Arc<ShardStats>,
     pub cancel: CancellationToken,
     pub batch: usize,
+    pub udp_gso: bool,
     pub dedup_window: std::time::Duration,
     pub dedup_entries: usize,
     pub shutdown_grace: std::time::Duration,
@@ -85,6 +87,7 @@ pub fn run(p: ShardParams) -> std::io::Result<()> {
                 p.stats.clone(),
                 p.cancel.clone(),
                 p.batch,
+                p.udp_gso,
                 p.shutdown_grace,
                 sockets.clone(),
             )));
@@ -253,11 +256,12 @@ async fn socket_loop(
     stats: Arc<ShardStats>,
     cancel: CancellationToken,
     batch: usize,
+    udp_gso: bool,
     shutdown_grace: std::time::Duration,
     fds: Sockets,
 ) {
     let mut rx = RecvBatch::new(batch);
-    let mut tx = SendBatch::new();
+    let mut tx = SendBatch::new(udp_gso);
     let mut acks = Acks::default();
     loop {
         let mut guard = tokio::select! {
