@@ -1285,6 +1285,15 @@ mod tests {
     }
 
     #[test]
+    fn udp_gso_is_on_unless_turned_off() {
+        assert!(parse("").unwrap().server.udp_gso);
+        assert!(!parse("[server]\nudp_gso = false\n").unwrap().server.udp_gso);
+        let e = parse("[server]\nudp_gso = \"no\"\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.reason.contains("expected a boolean"), "{e}");
+    }
+
+    #[test]
     fn numeric_ranges_are_checked() {
         let e = parse("[server]\nbatch = 0\n").unwrap_err();
         assert_eq!(e.line, 2);
