@@ -215,11 +215,10 @@ pub struct SendBatch {
     items: Vec<(SocketAddr, usize, usize)>,
     /// Coalescing allowed (until the kernel refuses it once).
     gso: bool,
-    /// The `sendmmsg` arguments, rebuilt by every send in vectors kept from one send to the
-    /// next (no allocation per batch).
-    sorted: Vec<(SocketAddr, usize, usize)>,
     /// Datagrams per message of the last send, in order.
     counts: Vec<usize>,
+    /// The `sendmmsg` arguments, rebuilt by every send in vectors kept from one send to the
+    /// next (no allocation per batch).
     addrs: Vec<libc::sockaddr_storage>,
     lens: Vec<libc::socklen_t>,
     iovs: Vec<libc::iovec>,
@@ -237,7 +236,6 @@ impl SendBatch {
             data: Vec::with_capacity(64 * 1024),
             items: Vec::with_capacity(64),
             gso,
-            sorted: Vec::with_capacity(64),
             counts: Vec::with_capacity(64),
             addrs: Vec::with_capacity(64),
             lens: Vec::with_capacity(64),
@@ -285,7 +283,6 @@ impl SendBatch {
             if self.items.is_empty() {
                 return Ok(0);
             }
-            let gso = self.gso;
             self.plan();
             let msgs = self.counts.len();
             #[cfg(test)]
@@ -310,7 +307,7 @@ impl SendBatch {
                     e.raw_os_error(),
                     Some(libc::EIO | libc::EINVAL | libc::ENOPROTOOPT | libc::EOPNOTSUPP)
                 );
-                if gso && refused && self.counts.first().is_some_and(|&c| c > 1) {
+                if self.gso && refused && self.counts.first().is_some_and(|&c| c > 1) {
                     // This kernel, route or device does not do UDP GSO: one message per
                     // datagram from now on.
                     tracing::info!(error = %e, "UDP segmentation offload refused; sending datagrams one by one");
@@ -333,14 +330,11 @@ impl SendBatch {
     /// a partial send are exactly the messages sent) and builds one message per run that can
     /// be coalesced.
     fn plan(&mut self) {
-        self.sorted.clear();
-        self.sorted.extend_from_slice(&self.items);
         if self.gso {
             // The start offset keeps the queue's order inside a run; no allocation.
-            self.sorted
+            self.items
                 .sort_unstable_by_key(|&(to, start, len)| (to, len, start));
         }
-        std::mem::swap(&mut self.items, &mut self.sorted);
         let n = self.items.len();
         self.addrs.clear();
         self.lens.clear();
